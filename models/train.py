@@ -1,0 +1,187 @@
+"""Train, export and describe the shipped models: breast-cancer versions 1, 2 and 3.
+
+Run `make models` (or `python models/train.py`) to rebuild `models/breast-cancer/<version>/`.
+With the library versions pinned in `constraints.txt` the rebuild writes byte-identical files, so
+each `model.onnx` keeps the `sha256` its manifest records; `tests/models/test_train.py` checks it.
+
+Data: scikit-learn's bundled Wisconsin breast-cancer set (569 rows, 30 numeric features), split
+80/20 with a fixed seed: 455 training rows, 114 held out. Every version sees the same split, so
+their held-out metrics compare. The `created` date of a version is part of its definition below
+(the day it was released), not the time of the rebuild, so a rebuild reproduces manifests too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import skl2onnx
+import sklearn
+import yaml
+from skl2onnx import convert_sklearn
+from skl2onnx.common.data_types import FloatTensorType
+from sklearn.datasets import load_breast_cancer
+from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+MODEL_NAME = "breast-cancer"
+SPLIT_SEED = 0
+TEST_FRACTION = 0.2
+BINS = 10
+# Pinned opsets: the exported graph must not change when a newer converter raises its default.
+TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
+
+
+@dataclass(frozen=True)
+class VersionSpec:
+    version: int
+    created: str
+    description: str
+    estimator: str
+    params: dict[str, Any]
+
+
+VERSIONS = (
+    VersionSpec(1, "2026-11-24", "standardised logistic regression (baseline)",
+                "logistic_regression", {"C": 1.0, "max_iter": 1000}),
+    VersionSpec(2, "2026-11-24", "gradient-boosted trees", "gradient_boosting",
+                {"n_estimators": 150, "max_depth": 3, "learning_rate": 0.1, "subsample": 0.9,
+                 "random_state": 0}),
+    VersionSpec(3, "2026-11-24", "random forest (shadow candidate)", "random_forest",
+                {"n_estimators": 60, "max_depth": 6, "random_state": 0}),
+)
+
+
+def build_estimator(spec: VersionSpec) -> Any:
+    if spec.estimator == "logistic_regression":
+        return Pipeline([("scale", StandardScaler()), ("model", LogisticRegression(**spec.params))])
+    if spec.estimator == "gradient_boosting":
+        return GradientBoostingClassifier(**spec.params)
+    if spec.estimator == "random_forest":
+        return RandomForestClassifier(**spec.params)
+    raise ValueError(f"unknown estimator {spec.estimator!r}")
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def numeric_profile(name: str, values: np.ndarray) -> dict[str, Any]:
+    """Ten bins at the reference deciles; NaN counted apart (SPEC section 1)."""
+    finite = values[~np.isnan(values)]
+    edges = np.quantile(finite, np.linspace(0, 1, BINS + 1)[1:-1])
+    counts = np.bincount(np.searchsorted(edges, finite, side="right"), minlength=BINS)
+    return {"name": name, "kind": "numeric", "edges": [float(e) for e in edges],
+            "counts": [int(c) for c in counts], "nan": int(np.isnan(values).sum())}
+
+
+def categorical_profile(name: str, values: np.ndarray, categories: list[int]) -> dict[str, Any]:
+    counts = [int((values == c).sum()) for c in categories]
+    return {"name": name, "kind": "categorical", "categories": categories, "counts": counts}
+
+
+def export_onnx(estimator: Any, n_features: int) -> bytes:
+    model = convert_sklearn(
+        estimator,
+        name=MODEL_NAME,
+        initial_types=[("input", FloatTensorType([None, n_features]))],
+        options={id(estimator): {"zipmap": False}},  # plain label and probability tensors
+        target_opset=TARGET_OPSET,
+    )
+    model.producer_version = skl2onnx.__version__
+    onnx.checker.check_model(model)
+    return bytes(model.SerializeToString(deterministic=True))
+
+
+def build_version(spec: VersionSpec, out_dir: Path, script_hash: str) -> None:
+    data = load_breast_cancer()
+    x = data.data.astype(np.float32)  # train on what the ONNX graph sees: float32
+    y = data.target.astype(np.int64)
+    features = [str(f) for f in data.feature_names]
+    classes = [int(c) for c in np.unique(y)]
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, y, test_size=TEST_FRACTION, random_state=SPLIT_SEED, stratify=y)
+
+    estimator = build_estimator(spec)
+    estimator.fit(x_train, y_train)
+    proba_test = estimator.predict_proba(x_test)
+    proba_train = estimator.predict_proba(x_train)
+    label_train = estimator.predict(x_train)
+
+    onnx_bytes = export_onnx(estimator, x.shape[1])
+    version_dir = out_dir / MODEL_NAME / str(spec.version)
+    version_dir.mkdir(parents=True, exist_ok=True)
+    (version_dir / "model.onnx").write_bytes(onnx_bytes)
+
+    manifest = {
+        "name": MODEL_NAME,
+        "version": spec.version,
+        "description": spec.description,
+        "sha256": sha256_bytes(onnx_bytes),
+        "created": spec.created,
+        "task": "classification",
+        "features": features,
+        "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, len(features)]}],
+        "outputs": {"label": "label", "probabilities": "probabilities", "classes": classes},
+        "lineage": {
+            "code": {"path": "models/train.py", "sha256": script_hash},
+            "data": {
+                "source": "sklearn.datasets.load_breast_cancer",
+                "sha256": sha256_bytes(x.tobytes() + y.tobytes()),
+                "rows": int(x.shape[0]),
+                "split": {"test_fraction": TEST_FRACTION, "random_state": SPLIT_SEED,
+                          "stratify": True, "train_rows": int(x_train.shape[0]),
+                          "test_rows": int(x_test.shape[0])},
+            },
+            "estimator": spec.estimator,
+            "params": spec.params,
+            "opset": TARGET_OPSET,
+            "libraries": {"scikit-learn": sklearn.__version__, "skl2onnx": skl2onnx.__version__,
+                          "onnx": onnx.__version__, "numpy": np.__version__},
+        },
+        "metrics": {
+            "accuracy": round(float(accuracy_score(y_test, proba_test.argmax(axis=1))), 6),
+            "roc_auc": round(float(roc_auc_score(y_test, proba_test[:, 1])), 6),
+            "log_loss": round(float(log_loss(y_test, proba_test)), 6),
+            "held_out_rows": int(x_test.shape[0]),
+        },
+    }
+    (version_dir / "manifest.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
+
+    reference = {
+        "rows": int(x_train.shape[0]),
+        "features": [numeric_profile(f, x_train[:, i].astype(np.float64))
+                     for i, f in enumerate(features)],
+        "outputs": [
+            categorical_profile("label", label_train, classes),
+            numeric_profile("probabilities[1]", proba_train[:, 1].astype(np.float64)),
+        ],
+        "labels": categorical_profile("label", y_train, classes),
+    }
+    (version_dir / "reference.json").write_text(json.dumps(reference, indent=1) + "\n")
+    print(f"{MODEL_NAME}/{spec.version}: {spec.description}, held-out accuracy "
+          f"{manifest['metrics']['accuracy']:.4f}, sha256 {manifest['sha256'][:12]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent,
+                        help="model repository to write into (default: this folder)")
+    args = parser.parse_args()
+    script_hash = sha256_bytes(Path(__file__).read_bytes())
+    for spec in VERSIONS:
+        build_version(spec, args.out, script_hash)
+
+
+if __name__ == "__main__":
+    main()
