@@ -1,0 +1,83 @@
+"""Command line: `gateway serve` starts the server, `gateway check` validates config and models."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from gateway.errors import ConfigError
+from gateway.settings import Settings, load_settings
+
+logger = logging.getLogger("gateway")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(Path(args.config) if args.config else None)
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from gateway.app import create_app
+
+    settings = _settings(args)
+    host = args.host or settings.server.host
+    port = args.port if args.port is not None else settings.server.port
+    app = create_app(settings)
+    logger.info("serving %s on http://%s:%d (execution_provider: %s)",
+                settings.model_repository, host, port, settings.execution_provider)
+    uvicorn.run(app, host=host, port=port, loop="uvloop", http="httptools",
+                log_level="info", access_log=settings.server.access_log,
+                timeout_graceful_shutdown=int(settings.server.shutdown_grace_s) or None)
+    return 0
+
+
+def check(args: argparse.Namespace) -> int:
+    """Validate config, policy and every model version the policy needs; one line per problem."""
+    from gateway.app import build_gateway
+    from gateway.deployments import needed_versions
+
+    settings = _settings(args)
+    gateway = build_gateway(settings)
+    try:
+        gateway.deployments.load(needed_versions(gateway.policy, gateway.repository))
+    finally:
+        gateway.executor.shutdown()
+    problems = gateway.deployments.problems()
+    if not gateway.repository:
+        problems.append(f"{settings.model_repository}: no models in the repository")
+    for problem in problems:
+        print(problem)
+    if problems:
+        return 1
+    served = ", ".join(f"{d.entry.model}/{d.entry.version} ({d.session.provider})"
+                       for d in gateway.deployments.all() if d.session is not None)
+    print(f"ok: {settings.source}, {settings.routing.name}; serving {served}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_parser = commands.add_parser("serve", help="start the server")
+    check_parser = commands.add_parser("check", help="validate config, routing and models")
+    for sub in (serve_parser, check_parser):
+        sub.add_argument("--config", help="gateway.yaml (default: $GATEWAY_CONFIG, else "
+                                          "config/gateway.yaml)")
+    serve_parser.add_argument("--host", help="address to listen on (default: server.host)")
+    serve_parser.add_argument("--port", type=int, help="port (default: server.port, 8000)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    commands_table = {"serve": serve, "check": check}
+    try:
+        return commands_table[args.command](args)
+    except ConfigError as exc:
+        print(f"gateway {args.command}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

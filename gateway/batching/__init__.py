@@ -1,0 +1,1 @@
+"""Dynamic batching: a bounded queue per model version, merged onnxruntime calls."""

@@ -1,0 +1,200 @@
+"""A dynamic batcher per loaded model version.
+
+Requests wait in a bounded queue. One worker per version takes the first request, waits up to
+`max_queue_delay_us` for company (never when the queue already holds a full batch), merges the
+waiting requests along the first dimension into one onnxruntime call, and splits the outputs back.
+A full queue refuses at once (503); a request whose deadline passes while queued gets 504; a request
+larger than `max_batch_size` runs alone; if a merged call fails, its requests are retried one by
+one so that only the faulty one fails. One batch per version runs at a time, in a worker thread,
+so the event loop keeps serving while onnxruntime computes, and arrivals gather into the next batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gateway.errors import GatewayError, QueueTimeout, Unavailable
+
+logger = logging.getLogger("gateway.batching")
+
+Tensors = dict[str, np.ndarray]
+RunFunction = Callable[[Tensors], Tensors]
+
+
+@dataclass(eq=False)
+class _Pending:
+    inputs: Tensors
+    rows: int
+    merge_key: tuple[tuple[int, ...], ...] | None
+    """Shapes past the first dimension; None: this request runs alone."""
+    deadline_s: float | None
+    future: asyncio.Future[Tensors]
+    enqueued_s: float = field(default_factory=time.perf_counter)
+
+
+@dataclass(frozen=True)
+class BatchingLimits:
+    max_batch_size: int
+    max_queue_delay_us: int
+    max_queue_size: int
+
+
+class Batcher:
+    """Queue and worker of one model version. `run` executes a (merged) batch synchronously."""
+
+    def __init__(self, name: str, run: RunFunction, batchable: bool, limits: BatchingLimits,
+                 executor: Executor, on_error: Callable[[Exception], GatewayError]) -> None:
+        self.name = name
+        self._run = run
+        self._batchable = batchable and limits.max_batch_size > 1
+        self._limits = limits
+        self._delay_s = limits.max_queue_delay_us / 1e6
+        self._executor = executor
+        self._on_error = on_error
+        self._queue: deque[_Pending] = deque()
+        self._queued_rows = 0
+        self._wakeup = asyncio.Event()
+        self._closing = False
+        self._worker: asyncio.Task[None] | None = None
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def start(self) -> None:
+        self._worker = asyncio.get_running_loop().create_task(self._work(), name=self.name)
+
+    async def stop(self) -> None:
+        """Refuse new requests, finish every queued one, then end the worker."""
+        self._closing = True
+        self._wakeup.set()
+        if self._worker is not None:
+            await self._worker
+
+    async def submit(self, inputs: Tensors, rows: int, timeout_us: int | None) -> Tensors:
+        """Queue `inputs` (`rows` along the first dimension) and wait for the outputs."""
+        if self._closing:
+            raise Unavailable(f"{self.name} is shutting down; retry on another replica")
+        if len(self._queue) >= self._limits.max_queue_size:
+            raise Unavailable(f"{self.name} has {len(self._queue)} requests queued, its "
+                              "max_queue_size; retry shortly")
+        merge_key = None
+        if self._batchable and rows <= self._limits.max_batch_size:
+            shapes = tuple(a.shape for a in inputs.values())
+            if all(s and s[0] == rows for s in shapes):
+                merge_key = tuple(s[1:] for s in shapes)
+        now = time.perf_counter()
+        deadline = now + timeout_us / 1e6 if timeout_us else None
+        future: asyncio.Future[Tensors] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(inputs, rows, merge_key, deadline, future, now))
+        self._queued_rows += rows
+        self._wakeup.set()
+        return await future
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            if self._batchable and self._queue[0].merge_key is not None:
+                await self._wait_for_company()
+            batch = self._take_batch()
+            if batch:
+                await loop.run_in_executor(self._executor, self._execute, batch, loop)
+
+    async def _wait_for_company(self) -> None:
+        first = self._queue[0]
+        while self._queued_rows < self._limits.max_batch_size and not self._closing:
+            remaining = first.enqueued_s + self._delay_s - time.perf_counter()
+            if remaining <= 0:
+                return
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), remaining)
+            except TimeoutError:
+                return
+
+    def _take_batch(self) -> list[_Pending]:
+        """Pop the next batch: the head, then followers of the same shape while rows fit."""
+        batch: list[_Pending] = []
+        rows = 0
+        now = time.perf_counter()
+        while self._queue:
+            item = self._queue[0]
+            if item.future.done():  # the caller went away
+                self._pop()
+                continue
+            if item.deadline_s is not None and now > item.deadline_s:
+                self._pop()
+                waited_us = int((now - item.enqueued_s) * 1e6)
+                item.future.set_exception(QueueTimeout(
+                    f"{self.name}: waited {waited_us} µs in the queue, past the request's "
+                    "timeout; raise the timeout or retry later"))
+                continue
+            if batch and (item.merge_key is None or item.merge_key != batch[0].merge_key
+                          or rows + item.rows > self._limits.max_batch_size):
+                break
+            batch.append(self._pop())
+            rows += item.rows
+            if item.merge_key is None:
+                break
+        return batch
+
+    def _pop(self) -> _Pending:
+        item = self._queue.popleft()
+        self._queued_rows -= item.rows
+        return item
+
+    def _execute(self, batch: list[_Pending], loop: asyncio.AbstractEventLoop) -> None:
+        """Run on a worker thread: one merged call, or one call per request after a failure."""
+        if len(batch) > 1:
+            try:
+                outputs = self._run_merged(batch)
+            except Exception:
+                logger.warning("%s: merged batch of %d failed; retrying one by one",
+                               self.name, len(batch), exc_info=True)
+            else:
+                for item, result in zip(batch, outputs, strict=True):
+                    loop.call_soon_threadsafe(_resolve, item.future, result, None)
+                return
+        for item in batch:
+            try:
+                result = self._run(item.inputs)
+            except Exception as exc:
+                loop.call_soon_threadsafe(_resolve, item.future, None, self._on_error(exc))
+            else:
+                loop.call_soon_threadsafe(_resolve, item.future, result, None)
+
+    def _run_merged(self, batch: list[_Pending]) -> list[Tensors]:
+        names = batch[0].inputs.keys()
+        merged = {name: np.concatenate([item.inputs[name] for item in batch]) for name in names}
+        results = self._run(merged)
+        total = sum(item.rows for item in batch)
+        if any(not r.ndim or r.shape[0] != total for r in results.values()):
+            raise ValueError("an output's first dimension is not the batch dimension")
+        offsets = np.cumsum([item.rows for item in batch])[:-1]
+        per_output = {name: np.split(r, offsets) for name, r in results.items()}
+        return [{name: parts[i] for name, parts in per_output.items()} for i in range(len(batch))]
+
+
+def _resolve(future: asyncio.Future[Tensors], result: Tensors | None,
+             error: Exception | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        assert result is not None
+        future.set_result(result)

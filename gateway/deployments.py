@@ -1,0 +1,147 @@
+"""The model versions a gateway serves: each loaded one with its session and batcher, each failed
+one with the reason it failed.
+
+Which versions: every version the routing policy names, and the highest version of every model the
+policy does not name (SPEC section 2). A version that fails (checksum mismatch, a file onnxruntime
+cannot load, a failed warm-up) is kept with its reason and answers 503; the others serve.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+import onnxruntime as ort
+
+from gateway.batching.batcher import Batcher, BatchingLimits
+from gateway.errors import BadRequest, GatewayError, InferenceFailed, NotFound, Unavailable
+from gateway.routing.policy import Policy
+from gateway.runtime.providers import choose_providers
+from gateway.runtime.repository import Repository, VersionEntry
+from gateway.runtime.session import LoadError, ModelSession, load_session
+from gateway.settings import Settings
+
+logger = logging.getLogger("gateway")
+
+# onnxruntime's error for inputs it rejects; anything else it raises is the model's fault.
+_ORT_INVALID_ARGUMENT = getattr(ort.capi.onnxruntime_pybind11_state, "InvalidArgument", ValueError)
+
+
+@dataclass
+class Deployment:
+    entry: VersionEntry
+    session: ModelSession | None = None
+    batcher: Batcher | None = None
+    error: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"model '{self.entry.model}' version {self.entry.version}"
+
+    @property
+    def ready(self) -> bool:
+        return self.session is not None and self.batcher is not None
+
+
+def needed_versions(policy: Policy, repository: Repository) -> dict[str, frozenset[int]]:
+    """Model -> versions to load: those the policy names, else the model's highest version."""
+    needed = {model: p.versions() for model, p in policy.models.items()}
+    for model, versions in repository.items():
+        needed.setdefault(model, frozenset({max(versions)}))
+    return needed
+
+
+def parse_version(text: str) -> int:
+    """A version from a URL: a positive integer written canonically."""
+    if not text.isdigit() or text.startswith("0") or len(text) > 10:
+        raise NotFound(f"version '{text[:20]}' is not a version; versions are positive integers")
+    return int(text)
+
+
+def classify_inference_error(exc: Exception) -> GatewayError:
+    if isinstance(exc, _ORT_INVALID_ARGUMENT):
+        return BadRequest(f"onnxruntime rejected the inputs: {exc}")
+    return InferenceFailed(f"inference failed: {exc}")
+
+
+class Deployments:
+    """Table of served versions; `find` answers the lookup of every request."""
+
+    def __init__(self, settings: Settings, repository: Repository, executor: Executor) -> None:
+        self.settings = settings
+        self.repository = repository
+        self._executor = executor
+        self._table: dict[str, dict[int, Deployment]] = {}
+        self._providers = choose_providers(settings.execution_provider,
+                                           ort.get_available_providers())
+
+    def load(self, needed: dict[str, frozenset[int]]) -> None:
+        """Load every needed version that is not loaded yet (blocking: run off the event loop)."""
+        threads = self.settings.ort_threads
+        for model, versions in needed.items():
+            for version in sorted(versions):
+                if version in self._table.get(model, {}):
+                    continue
+                deployment = Deployment(self.repository[model][version])
+                try:
+                    deployment.session = load_session(deployment.entry, self._providers,
+                                                      threads.intra_op, threads.inter_op)
+                except LoadError as exc:
+                    deployment.error = str(exc)
+                    logger.error("%s failed to load: %s", deployment.name, exc)
+                self._table.setdefault(model, {})[version] = deployment
+
+    def start_batchers(self) -> None:
+        """Give every loaded version its batcher (needs the running event loop)."""
+        b = self.settings.batching
+        limits = BatchingLimits(b.max_batch_size, b.max_queue_delay_us, b.max_queue_size)
+        for deployment in self.all():
+            if deployment.session is not None and deployment.batcher is None:
+                deployment.batcher = Batcher(deployment.name, deployment.session.run,
+                                             deployment.session.batchable, limits,
+                                             self._executor, classify_inference_error)
+                deployment.batcher.start()
+
+    async def stop(self) -> None:
+        """Finish every queued request, then stop the batchers."""
+        for deployment in self.all():
+            if deployment.batcher is not None:
+                await deployment.batcher.stop()
+
+    def all(self) -> list[Deployment]:
+        return [d for versions in self._table.values() for d in versions.values()]
+
+    def versions_of(self, model: str) -> dict[int, Deployment]:
+        return self._table.get(model, {})
+
+    def find(self, model: str, version: int | None = None) -> Deployment:
+        """The deployment a request names; NotFound or Unavailable with the reason otherwise."""
+        if model not in self.repository:
+            raise NotFound(f"unknown model '{model[:100]}'; this gateway serves "
+                           f"{', '.join(repr(m) for m in self.repository) or 'no models'}")
+        if version is None:
+            return self._default(model)
+        if version not in self.repository[model]:
+            raise NotFound(f"model '{model}' has no version {version}; it has "
+                           f"{', '.join(str(v) for v in self.repository[model])}")
+        deployment = self._table.get(model, {}).get(version)
+        if deployment is None:
+            raise NotFound(f"model '{model}' version {version} is in the repository but not "
+                           "loaded; name it in the routing policy (e.g. a traffic entry with "
+                           "weight 0) to load it")
+        if not deployment.ready:
+            raise Unavailable(f"{deployment.name} is not ready: "
+                              f"{deployment.error or 'still loading'}", retry_after_s=5)
+        return deployment
+
+    def _default(self, model: str) -> Deployment:
+        # Until routing decides per request, unpinned requests go to the highest ready version.
+        ready = [d for v, d in sorted(self._table.get(model, {}).items()) if d.ready]
+        if not ready:
+            raise Unavailable(f"model '{model}' has no ready version", retry_after_s=5)
+        return ready[-1]
+
+    def problems(self) -> list[str]:
+        """One line per version that was needed but is not serving."""
+        return [f"{d.name}: {d.error or 'not loaded'}" for d in self.all() if d.session is None]

@@ -1,0 +1,69 @@
+"""One exception type per HTTP status the gateway answers with, each carrying a message for humans.
+
+Errors are raised where the problem is found and rendered once, at the HTTP edge, in the V2 shape
+`{"error": "<what was wrong and how to fix it>"}`.
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """Base of every error that becomes an HTTP answer."""
+
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+class BadRequest(GatewayError):
+    status = 400
+
+
+class Unauthorized(GatewayError):
+    status = 401
+
+
+class NotFound(GatewayError):
+    status = 404
+
+
+class MethodNotAllowed(GatewayError):
+    status = 405
+
+
+class PayloadTooLarge(GatewayError):
+    status = 413
+
+
+class Unavailable(GatewayError):
+    """Not ready, or overloaded: the caller may retry after `retry_after_s` seconds."""
+
+    status = 503
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str]:
+        return {"retry-after": str(self.retry_after_s)}
+
+
+class QueueTimeout(GatewayError):
+    """The request's deadline passed while it waited in the queue."""
+
+    status = 504
+
+
+class InferenceFailed(GatewayError):
+    """onnxruntime raised on inputs that passed validation: the model's fault, not the caller's."""
+
+    status = 500
+
+
+class ConfigError(Exception):
+    """A config file or a model repository entry is invalid; the message says where and why."""

@@ -1,0 +1,1 @@
+"""HTTP edge: Starlette endpoints and plain ASGI middleware."""

@@ -1,0 +1,33 @@
+"""Read a request body under a size limit; refuse early when Content-Length says too much."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+
+from gateway.errors import BadRequest, PayloadTooLarge
+
+
+def _too_large(size: int | str, limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"request body of {size} bytes is over the {limit}-byte limit "
+                           "(limits.max_body_bytes); send fewer rows per request")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise BadRequest("Content-Length must be a number of bytes")
+        if int(declared) > limit:
+            raise _too_large(declared, limit)
+    encoding = request.headers.get("content-encoding", "identity").lower()
+    if encoding != "identity":
+        raise BadRequest(f"Content-Encoding {encoding[:20]!r} is not supported; send the body "
+                         "uncompressed")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(f"more than {limit}", limit)
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -1,0 +1,50 @@
+"""Responses in the shapes V2 clients expect: JSON bodies and `{"error": ...}` errors."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.errors import GatewayError
+
+logger = logging.getLogger("gateway.http")
+
+JSON = "application/json"
+
+
+def json_response(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(doc), status_code=status, headers=headers, media_type=JSON)
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return json_response({"error": message}, status, headers)
+
+
+async def on_gateway_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, GatewayError)
+    if exc.status >= 500:
+        logger.warning("%s %s: %s", request.method, request.url.path, exc.message)
+    return error_response(exc.status, exc.message, exc.headers())
+
+
+async def on_http_exception(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404 (no such route) and 405 (wrong method), in the V2 error shape."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        message = (f"no endpoint at {request.url.path[:200]}; see GET /v2 and "
+                   "/v2/models/{model}/infer")
+    elif exc.status_code == 405:
+        message = f"{request.method} is not allowed on {request.url.path[:200]}"
+    else:
+        message = str(exc.detail)
+    return error_response(exc.status_code, message, dict(exc.headers or {}))
+
+
+async def on_unexpected_error(request: Request, exc: Exception) -> Response:
+    logger.exception("unexpected error on %s %s", request.method, request.url.path)
+    return error_response(500, "internal error in the gateway; see its log")

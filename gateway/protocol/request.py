@@ -1,0 +1,244 @@
+"""Decode a V2 inference request (JSON, or JSON plus the binary tensor data extension).
+
+Every check that bounds memory runs before the allocation it guards: the declared shape's element
+count is checked against the limit before any array is built, and binary sizes are checked against
+the bytes actually received. Each failure is a BadRequest whose message names the input and the fix.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from gateway.errors import BadRequest
+from gateway.tensors import DATATYPES, Datatype
+
+_INT_KINDS = "iu"
+_FLOAT_KINDS = "iuf"
+
+
+@dataclass(frozen=True)
+class RequestedOutput:
+    name: str
+    binary: bool | None
+    """Its `binary_data` parameter; None: the request's `binary_data_output` decides."""
+
+
+@dataclass(frozen=True)
+class InferRequest:
+    id: str | None
+    parameters: dict[str, Any]
+    inputs: dict[str, np.ndarray]
+    """Input name -> decoded array, shaped as the request declared."""
+    datatypes: dict[str, str]
+    """Input name -> the V2 datatype the request declared."""
+    outputs: tuple[RequestedOutput, ...] | None
+    """The outputs asked for, or None for all of them."""
+    binary_outputs: bool
+    """Default for outputs without their own `binary_data` parameter."""
+
+    @property
+    def timeout_us(self) -> int | None:
+        value = self.parameters.get("timeout")
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def split_body(body: bytes, header_length: str | None) -> tuple[bytes, memoryview]:
+    """Split a body into its JSON header and its binary section (empty without the extension)."""
+    if header_length is None:
+        return body, memoryview(b"")
+    try:
+        length = int(header_length)
+    except ValueError:
+        raise BadRequest(f"Inference-Header-Content-Length must be an integer, got "
+                         f"{header_length[:40]!r}") from None
+    if not 0 < length <= len(body):
+        raise BadRequest(f"Inference-Header-Content-Length is {length} but the body has "
+                         f"{len(body)} bytes; it must count the JSON header's bytes")
+    view = memoryview(body)
+    return bytes(view[:length]), view[length:]
+
+
+def decode_request(body: bytes, header_length: str | None, max_elements: int) -> InferRequest:
+    """Parse and decode a whole inference request; raises BadRequest on any malformation."""
+    header, binary = split_body(body, header_length)
+    try:
+        doc = orjson.loads(header)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise BadRequest("request body must be a JSON object with an 'inputs' list")
+    request_id = doc.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise BadRequest("'id' must be a string")
+    parameters = _mapping(doc.get("parameters"), "request 'parameters'")
+    timeout = parameters.get("timeout")
+    if timeout is not None and (not isinstance(timeout, int) or isinstance(timeout, bool)
+                                or timeout < 0):
+        raise BadRequest("parameter 'timeout' must be a non-negative integer of microseconds")
+    raw_inputs = doc.get("inputs")
+    if not isinstance(raw_inputs, list) or not raw_inputs:
+        raise BadRequest("'inputs' must be a non-empty list of tensors")
+    inputs: dict[str, np.ndarray] = {}
+    datatypes: dict[str, str] = {}
+    offset = 0
+    for position, raw in enumerate(raw_inputs):
+        name, datatype, shape, params = _tensor_header(raw, position)
+        if name in inputs:
+            raise BadRequest(f"input '{name}' appears more than once")
+        count = _element_count(name, shape, max_elements)
+        size = params.get("binary_data_size")
+        if size is not None:
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise BadRequest(f"input '{name}': binary_data_size must be a non-negative integer")
+            if offset + size > len(binary):
+                raise BadRequest(f"input '{name}' declares binary_data_size {size} but only "
+                                 f"{len(binary) - offset} binary bytes remain in the body")
+            array = _from_binary(name, datatype, binary[offset:offset + size], count)
+            offset += size
+        else:
+            if "data" not in raw:
+                raise BadRequest(f"input '{name}' has neither 'data' nor a binary_data_size "
+                                 "parameter")
+            array = _from_json(name, datatype, raw["data"], count)
+        inputs[name] = array.reshape(shape)
+        datatypes[name] = datatype.name
+    if offset != len(binary):
+        raise BadRequest(f"the body has {len(binary) - offset} binary bytes that no input's "
+                         "binary_data_size accounts for")
+    outputs = _requested_outputs(doc.get("outputs"))
+    binary_default = parameters.get("binary_data_output", False)
+    if not isinstance(binary_default, bool):
+        raise BadRequest("parameter 'binary_data_output' must be true or false")
+    return InferRequest(request_id, parameters, inputs, datatypes, outputs, binary_default)
+
+
+def _mapping(value: Any, what: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadRequest(f"{what} must be a JSON object")
+    return value
+
+
+def _tensor_header(raw: Any, position: int) -> tuple[str, Datatype, list[int], dict[str, Any]]:
+    if not isinstance(raw, dict):
+        raise BadRequest(f"inputs[{position}] must be an object with name, shape, datatype, data")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        raise BadRequest(f"inputs[{position}] needs a 'name' string")
+    shape = raw.get("shape")
+    if (not isinstance(shape, list)
+            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
+        raise BadRequest(f"input '{name}': 'shape' must be a list of non-negative integers, "
+                         f"got {str(shape)[:80]}")
+    datatype_name = raw.get("datatype")
+    datatype = DATATYPES.get(datatype_name) if isinstance(datatype_name, str) else None
+    if datatype is None:
+        raise BadRequest(f"input '{name}': datatype {str(datatype_name)[:40]!r} is not one of "
+                         f"{', '.join(DATATYPES)}")
+    return name, datatype, shape, _mapping(raw.get("parameters"), f"input '{name}' parameters")
+
+
+def _element_count(name: str, shape: list[int], max_elements: int) -> int:
+    count = math.prod(shape)
+    if count > max_elements:
+        raise BadRequest(f"input '{name}' has shape {shape} ({count} elements); the limit is "
+                         f"{max_elements} elements per tensor")
+    return count
+
+
+def _from_binary(name: str, datatype: Datatype, data: memoryview, count: int) -> np.ndarray:
+    if datatype.is_bytes:
+        return _bytes_from_binary(name, data, count)
+    expected = count * datatype.dtype.itemsize
+    if len(data) != expected:
+        raise BadRequest(f"input '{name}': {count} {datatype.name} elements need {expected} "
+                         f"bytes, binary_data_size is {len(data)}")
+    return np.frombuffer(data, dtype=datatype.dtype)
+
+
+def _bytes_from_binary(name: str, data: memoryview, count: int) -> np.ndarray:
+    """BYTES elements are each a 4-byte little-endian length followed by that many bytes."""
+    items: list[bytes] = []
+    position = 0
+    while position < len(data):
+        if position + 4 > len(data):
+            raise BadRequest(f"input '{name}': BYTES element {len(items)} has a truncated length")
+        (length,) = struct.unpack_from("<I", data, position)
+        position += 4
+        if position + length > len(data):
+            raise BadRequest(f"input '{name}': BYTES element {len(items)} claims {length} bytes, "
+                             f"{len(data) - position} remain")
+        items.append(bytes(data[position:position + length]))
+        position += length
+        if len(items) > count:
+            break
+    if len(items) != count:
+        raise BadRequest(f"input '{name}': shape needs {count} BYTES elements, the binary data "
+                         f"holds {len(items) if len(items) <= count else 'more'}")
+    array = np.empty(count, dtype=object)
+    array[:] = items
+    return array
+
+
+def _from_json(name: str, datatype: Datatype, data: Any, count: int) -> np.ndarray:
+    if not isinstance(data, list):
+        data = [data]
+    try:
+        array = np.array(data)
+    except (ValueError, TypeError, RecursionError):
+        raise BadRequest(f"input '{name}': 'data' is ragged; give a flat list or nested lists "
+                         "of equal length") from None
+    if array.size != count:
+        raise BadRequest(f"input '{name}': 'data' has {array.size} elements but the shape needs "
+                         f"{count}")
+    array = array.reshape(-1)
+    if datatype.is_bytes:
+        if count and array.dtype.kind != "U":
+            raise BadRequest(f"input '{name}': BYTES data must be strings")
+        return array.astype(object)
+    kind = array.dtype.kind
+    if count == 0:
+        return np.empty(0, dtype=datatype.dtype)
+    if datatype.name == "BOOL":
+        if kind != "b":
+            raise BadRequest(f"input '{name}': BOOL data must be true or false")
+    elif datatype.dtype.kind in _INT_KINDS:
+        if kind not in _INT_KINDS:
+            raise BadRequest(f"input '{name}': {datatype.name} data must be integers")
+        info = np.iinfo(datatype.dtype)
+        if array.min() < info.min or array.max() > info.max:
+            raise BadRequest(f"input '{name}': a value is outside the {datatype.name} range "
+                             f"[{info.min}, {info.max}]")
+    elif kind not in _FLOAT_KINDS:
+        raise BadRequest(f"input '{name}': {datatype.name} data must be numbers")
+    return array.astype(datatype.dtype, copy=False)
+
+
+def _requested_outputs(raw: Any) -> tuple[RequestedOutput, ...] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        raise BadRequest("'outputs' must be a list of {\"name\": ...} objects")
+    outputs: list[RequestedOutput] = []
+    for position, item in enumerate(raw):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise BadRequest(f"outputs[{position}] needs a 'name' string")
+        params = _mapping(item.get("parameters"), f"output '{item['name']}' parameters")
+        if "classification" in params:
+            raise BadRequest("the 'classification' output parameter is not supported; ask for "
+                             "the model's label output instead")
+        binary = params.get("binary_data", None)
+        if binary is not None and not isinstance(binary, bool):
+            raise BadRequest(f"output '{item['name']}': binary_data must be true or false")
+        outputs.append(RequestedOutput(item["name"], binary))
+    names = [o.name for o in outputs]
+    if len(set(names)) != len(names):
+        raise BadRequest("'outputs' names an output more than once")
+    return tuple(outputs)

@@ -1,0 +1,71 @@
+"""Encode a V2 inference response as JSON, or JSON plus binary tensor data.
+
+An output goes binary when its request asked so (`binary_data`), else when the request's
+`binary_data_output` parameter says so; binary outputs are appended after the JSON header in the
+order of the header's `outputs` list, and the header's length travels in the
+`Inference-Header-Content-Length` response header.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import orjson
+
+from gateway.protocol.request import RequestedOutput
+from gateway.tensors import datatype_of
+
+_JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+
+
+def _bytes_elements(array: np.ndarray) -> list[bytes]:
+    return [item if isinstance(item, bytes) else str(item).encode() for item in array.reshape(-1)]
+
+
+def _binary(array: np.ndarray) -> bytes | memoryview:
+    if array.dtype.kind in "OUS":
+        return b"".join(struct.pack("<I", len(item)) + item for item in _bytes_elements(array))
+    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).data.cast("B")
+
+
+def _json_data(array: np.ndarray) -> Any:
+    if array.dtype.kind in "OUS":
+        return [item.decode("utf-8", "replace") if isinstance(item, bytes) else str(item)
+                for item in array.reshape(-1)]
+    return array.reshape(-1)
+
+
+def encode_response(model_name: str, model_version: str, request_id: str | None,
+                    results: Mapping[str, np.ndarray],
+                    requested: tuple[RequestedOutput, ...] | None,
+                    binary_default: bool) -> tuple[bytes, int | None]:
+    """Return the body and, when it carries binary data, the length of its JSON header."""
+    if requested is None:
+        wanted = [(name, binary_default) for name in results]
+    else:
+        wanted = [(o.name, binary_default if o.binary is None else o.binary) for o in requested]
+    outputs: list[dict[str, Any]] = []
+    chunks: list[bytes | memoryview] = []
+    for name, binary in wanted:
+        array = results[name]
+        entry: dict[str, Any] = {"name": name, "datatype": datatype_of(array).name,
+                                 "shape": list(array.shape)}
+        if binary:
+            chunk = _binary(array)
+            entry["parameters"] = {"binary_data_size": len(chunk) if isinstance(chunk, bytes)
+                                   else chunk.nbytes}
+            chunks.append(chunk)
+        else:
+            entry["data"] = _json_data(array)
+        outputs.append(entry)
+    doc: dict[str, Any] = {"model_name": model_name, "model_version": model_version}
+    if request_id is not None:
+        doc["id"] = request_id
+    doc["outputs"] = outputs
+    header = orjson.dumps(doc, option=_JSON_OPTIONS)
+    if not chunks:
+        return header, None
+    return b"".join([header, *chunks]), len(header)

@@ -1,0 +1,1 @@
+"""Routing: which model version answers a request (policy, decision, shadow, live reload)."""

@@ -1,0 +1,185 @@
+"""The routing policy (`config/routing.yaml`): a typed, validated, immutable model of the file.
+
+A policy is parsed whole or rejected whole: every error names the model, the key and the problem.
+A reload builds a new Policy and swaps one reference; nothing mutates a policy in use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from gateway.errors import ConfigError
+from gateway.runtime.repository import Repository
+
+_MODEL_KEYS = {"traffic", "sticky_key", "flags", "shadow"}
+_FLAG_KEYS = {"name", "header", "parameter", "values", "version"}
+
+
+class PolicyError(ConfigError):
+    """The routing policy is invalid; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class TrafficEntry:
+    version: int
+    weight: int
+    """Integer share of unpinned traffic; the entries of a model sum to 100."""
+
+
+@dataclass(frozen=True)
+class Flag:
+    name: str
+    header: str | None
+    """Request header to match (lower case), or None when `parameter` is used."""
+    parameter: str | None
+    """V2 request parameter to match, or None when `header` is used."""
+    values: frozenset[str]
+    version: int
+
+
+@dataclass(frozen=True)
+class ShadowEntry:
+    version: int
+    percent: float
+    """Share of the model's answered requests mirrored to this version, 0 to 100."""
+
+
+@dataclass(frozen=True)
+class ModelPolicy:
+    traffic: tuple[TrafficEntry, ...]
+    sticky_key: str | None
+    flags: tuple[Flag, ...]
+    shadow: tuple[ShadowEntry, ...]
+
+    def versions(self) -> frozenset[int]:
+        """Every version this policy needs loaded: traffic (weight 0 too), flags, shadows."""
+        return frozenset({t.version for t in self.traffic} | {f.version for f in self.flags}
+                         | {s.version for s in self.shadow})
+
+
+@dataclass(frozen=True)
+class Policy:
+    models: dict[str, ModelPolicy]
+    source_sha256: str
+    """sha256 of the file text this policy was parsed from."""
+
+
+def _integer(value: Any, where: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise PolicyError(f"{where}: expected an integer from {low} to {high}, got {value!r}")
+    return value
+
+
+def _version(value: Any, where: str, model: str, repository: Repository) -> int:
+    version = _integer(value, where, 1, 2**31)
+    if version not in repository.get(model, {}):
+        known = ", ".join(str(v) for v in repository.get(model, {}))
+        raise PolicyError(f"{where}: model '{model}' has no version {version} in the repository "
+                          f"(it has {known})")
+    return version
+
+
+def _mapping(value: Any, where: str, keys: set[str]) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise PolicyError(f"{where}: expected a mapping, got {type(value).__name__}")
+    unknown = sorted(str(k) for k in set(value) - keys)
+    if unknown:
+        raise PolicyError(f"{where}: unknown key(s) {', '.join(unknown)}; known keys: "
+                          f"{', '.join(sorted(keys))}")
+    return value
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise PolicyError(f"{where}: expected a list, got {type(value).__name__}")
+    return value
+
+
+def _traffic(raw: Any, where: str, model: str, repository: Repository) -> tuple[TrafficEntry, ...]:
+    items = _list(raw, where)
+    if not items:
+        raise PolicyError(f"{where}: needs at least one {{version, weight}} entry")
+    entries = []
+    for i, item in enumerate(items):
+        at = f"{where}[{i}]"
+        item = _mapping(item, at, {"version", "weight"})
+        entries.append(TrafficEntry(_version(item.get("version"), f"{at}.version", model,
+                                             repository),
+                                    _integer(item.get("weight"), f"{at}.weight", 0, 100)))
+    versions = [e.version for e in entries]
+    if len(set(versions)) != len(versions):
+        raise PolicyError(f"{where}: a version is listed more than once")
+    total = sum(e.weight for e in entries)
+    if total != 100:
+        raise PolicyError(f"{where}: weights sum to {total}; they must sum to 100")
+    return tuple(entries)
+
+
+def _flag(raw: Any, where: str, model: str, repository: Repository) -> Flag:
+    item = _mapping(raw, where, _FLAG_KEYS)
+    name = item.get("name")
+    if not isinstance(name, str) or not name:
+        raise PolicyError(f"{where}.name: expected a non-empty string")
+    header, parameter = item.get("header"), item.get("parameter")
+    if (header is None) == (parameter is None):
+        raise PolicyError(f"{where}: give exactly one of 'header' or 'parameter'")
+    for key, value in (("header", header), ("parameter", parameter)):
+        if value is not None and (not isinstance(value, str) or not value):
+            raise PolicyError(f"{where}.{key}: expected a non-empty string")
+    values = _list(item.get("values"), f"{where}.values")
+    if not values or not all(isinstance(v, (str, int, bool)) for v in values):
+        raise PolicyError(f"{where}.values: expected a non-empty list of strings")
+    # YAML reads `true` and `1` as non-strings; requests carry text, so compare as text.
+    text = frozenset(str(v).lower() if isinstance(v, bool) else str(v) for v in values)
+    return Flag(name, header.lower() if header else None, parameter, text,
+                _version(item.get("version"), f"{where}.version", model, repository))
+
+
+def _shadow(raw: Any, where: str, model: str, repository: Repository) -> ShadowEntry:
+    item = _mapping(raw, where, {"version", "percent"})
+    percent = item.get("percent", 100)
+    if (isinstance(percent, bool) or not isinstance(percent, (int, float))
+            or not 0 <= percent <= 100):
+        raise PolicyError(f"{where}.percent: expected a number from 0 to 100, got {percent!r}")
+    return ShadowEntry(_version(item.get("version"), f"{where}.version", model, repository),
+                       float(percent))
+
+
+def _model_policy(raw: Any, model: str, repository: Repository) -> ModelPolicy:
+    where = f"models.{model}"
+    if model not in repository:
+        raise PolicyError(f"{where}: no model '{model}' in the repository (it has "
+                          f"{', '.join(repository) or 'none'})")
+    item = _mapping(raw, where, _MODEL_KEYS)
+    if "traffic" not in item:
+        raise PolicyError(f"{where}: needs 'traffic', a list of {{version, weight}}")
+    sticky = item.get("sticky_key")
+    if sticky is not None and (not isinstance(sticky, str) or not sticky):
+        raise PolicyError(f"{where}.sticky_key: expected a header name")
+    flags = tuple(_flag(f, f"{where}.flags[{i}]", model, repository)
+                  for i, f in enumerate(_list(item.get("flags", []), f"{where}.flags")))
+    shadow = tuple(_shadow(s, f"{where}.shadow[{i}]", model, repository)
+                   for i, s in enumerate(_list(item.get("shadow", []), f"{where}.shadow")))
+    return ModelPolicy(_traffic(item["traffic"], f"{where}.traffic", model, repository),
+                       sticky.lower() if sticky else None, flags, shadow)
+
+
+def parse_policy(text: str, repository: Repository) -> Policy:
+    """Parse and validate a routing file's text against the repository; PolicyError if invalid."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"not valid YAML: {exc}") from None
+    if raw is None:
+        raise PolicyError("the file is empty; it needs a 'models' mapping")
+    raw = _mapping(raw, "top level", {"models"})
+    models = raw.get("models")
+    if not isinstance(models, dict):
+        raise PolicyError("models: expected a mapping of model name to its policy")
+    parsed = {str(name): _model_policy(value, str(name), repository)
+              for name, value in models.items()}
+    return Policy(parsed, hashlib.sha256(text.encode()).hexdigest())

@@ -1,0 +1,1 @@
+"""Model runtime: the repository on disk, manifests, and onnxruntime sessions."""

@@ -1,0 +1,201 @@
+"""Settings of a gateway, loaded from `config/gateway.yaml` into frozen dataclasses.
+
+Relative paths in the file are resolved against the folder of the file. Unknown keys are errors
+(a typo must not silently fall back to a default). Every field documents its unit and default.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from gateway.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("config/gateway.yaml")
+EXECUTION_PROVIDERS = ("cpu", "cuda", "auto")
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "0.0.0.0"
+    """Address to listen on."""
+    port: int = 8000
+    """TCP port to listen on."""
+    shutdown_grace_s: float = 30.0
+    """On SIGTERM, how long in-flight and queued requests may take to finish before exit."""
+    access_log: bool = False
+    """Log one line per request (costs throughput)."""
+
+
+@dataclass(frozen=True)
+class OrtThreadSettings:
+    intra_op: int = 1
+    """onnxruntime threads inside one operator; 0 lets onnxruntime pick (one per core)."""
+    inter_op: int = 1
+    """onnxruntime threads across independent operators; 0 lets onnxruntime pick."""
+
+
+@dataclass(frozen=True)
+class BatchingSettings:
+    max_batch_size: int = 32
+    """Rows merged into one onnxruntime call; 1 turns batching off."""
+    max_queue_delay_us: int = 500
+    """How long the first queued request waits for company, in microseconds."""
+    max_queue_size: int = 256
+    """Requests waiting per model version; beyond it the gateway answers 503 with Retry-After."""
+    default_timeout_us: int = 0
+    """Queue timeout for requests without a V2 `timeout` parameter, in microseconds; 0: none."""
+
+
+@dataclass(frozen=True)
+class DriftModelSettings:
+    psi_threshold: float = 0.2
+    """PSI at or above which a feature of this model counts as drifted."""
+
+
+@dataclass(frozen=True)
+class DriftSettings:
+    window_rows: int = 5000
+    """Sliding window per model version, in rows."""
+    psi_threshold: float = 0.2
+    """Default PSI threshold; per model: `drift.models.<model>.psi_threshold`."""
+    models: dict[str, DriftModelSettings] = field(default_factory=dict)
+    """Per-model overrides."""
+
+
+@dataclass(frozen=True)
+class TracingSettings:
+    service_name: str = "gateway"
+    """`service.name` of exported spans; exporters come from the standard OTEL_* variables."""
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    max_body_bytes: int = 8 * 1024 * 1024
+    """Largest request body accepted, in bytes; larger bodies get 413."""
+    max_tensor_elements: int = 4 * 1024 * 1024
+    """Largest element count of one input tensor, checked before anything is allocated."""
+    max_batch_rows: int = 8192
+    """Largest first dimension of one request's inputs."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_repository: Path = Path("models")
+    """The model repository (SPEC section 1)."""
+    routing: Path = Path("routing.yaml")
+    """The live routing policy file (SPEC section 4)."""
+    execution_provider: str = "auto"
+    """cpu | cuda | auto (CUDA when onnxruntime offers it, else CPU)."""
+    ort_threads: OrtThreadSettings = field(default_factory=OrtThreadSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
+    batching: BatchingSettings = field(default_factory=BatchingSettings)
+    drift: DriftSettings = field(default_factory=DriftSettings)
+    tracing: TracingSettings = field(default_factory=TracingSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    source: Path | None = None
+    """The file these settings came from (not a key of the file)."""
+
+
+T = TypeVar("T")
+
+
+def _build(cls: type[T], raw: Any, where: str) -> T:
+    """Build dataclass `cls` from a mapping, type-checking each scalar against its default."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
+    known = {f.name: f for f in fields(cls) if f.name != "source"}  # type: ignore[arg-type]
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}; "
+                          f"known keys: {', '.join(known)}")
+    defaults = cls()
+    values: dict[str, Any] = {}
+    for name, value in raw.items():
+        key = f"{where}.{name}" if where else name
+        default = getattr(defaults, name)
+        if isinstance(default, (ServerSettings, OrtThreadSettings, BatchingSettings,
+                                DriftSettings, TracingSettings, LimitSettings)):
+            values[name] = _build(type(default), value, key)
+        elif name == "models" and cls is DriftSettings:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{key}: expected a mapping of model name to settings")
+            values[name] = {str(m): _build(DriftModelSettings, v, f"{key}.{m}")
+                            for m, v in value.items()}
+        else:
+            values[name] = _scalar(value, default, key)
+    return cls(**values)
+
+
+def _scalar(value: Any, default: Any, key: str) -> Any:
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"{key}: expected a non-negative integer, got {value!r}")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ConfigError(f"{key}: expected a non-negative number, got {value!r}")
+        return float(value)
+    if isinstance(default, Path):
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{key}: expected a path, got {value!r}")
+        return Path(value)
+    if not isinstance(value, str):
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    return value
+
+
+def _validate(settings: Settings) -> None:
+    if settings.execution_provider not in EXECUTION_PROVIDERS:
+        raise ConfigError(f"execution_provider: {settings.execution_provider!r} is not one of "
+                          f"{', '.join(EXECUTION_PROVIDERS)}")
+    b = settings.batching
+    for name in ("max_batch_size", "max_queue_size"):
+        if getattr(b, name) < 1:
+            raise ConfigError(f"batching.{name}: must be at least 1")
+    if not 1 <= settings.server.port <= 65535:
+        raise ConfigError(f"server.port: {settings.server.port} is not a TCP port")
+    if settings.drift.window_rows < 1:
+        raise ConfigError("drift.window_rows: must be at least 1")
+
+
+def parse_settings(raw: Any, base_dir: Path, source: Path | None = None) -> Settings:
+    """Settings from the parsed YAML mapping `raw`; relative paths are taken from `base_dir`."""
+    settings = _build(Settings, raw, "")
+    settings = Settings(**{
+        **{f.name: getattr(settings, f.name) for f in fields(Settings)},
+        "model_repository": (base_dir / settings.model_repository).resolve(),
+        "routing": (base_dir / settings.routing).resolve(),
+        "source": source,
+    })
+    _validate(settings)
+    return settings
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """Settings from `path`, else from env GATEWAY_CONFIG, else from `config/gateway.yaml`."""
+    if path is None:
+        path = Path(os.environ.get("GATEWAY_CONFIG") or DEFAULT_CONFIG_PATH)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the gateway config ({exc.strerror}); "
+                          "pass --config or set GATEWAY_CONFIG") from exc
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    try:
+        return parse_settings(raw, path.resolve().parent, source=path)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
