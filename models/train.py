@@ -99,6 +99,11 @@ def export_onnx(estimator: Any, n_features: int) -> bytes:
         target_opset=TARGET_OPSET,
     )
     model.producer_version = skl2onnx.__version__
+    # skl2onnx collects opset imports in a set, whose order follows PYTHONHASHSEED: sort them so
+    # the serialised bytes (and the sha256) do not change from one run to the next.
+    opsets = sorted((o.domain, o.version) for o in model.opset_import)
+    del model.opset_import[:]
+    model.opset_import.extend(onnx.helper.make_opsetid(d, v) for d, v in opsets)
     onnx.checker.check_model(model)
     return bytes(model.SerializeToString(deterministic=True))
 

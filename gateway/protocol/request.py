@@ -164,8 +164,12 @@ def _from_binary(name: str, datatype: Datatype, data: memoryview, count: int) ->
 
 
 def _bytes_from_binary(name: str, data: memoryview, count: int) -> np.ndarray:
-    """BYTES elements are each a 4-byte little-endian length followed by that many bytes."""
-    items: list[bytes] = []
+    """BYTES elements are each a 4-byte little-endian length followed by that many bytes.
+
+    onnxruntime's string tensors hold UTF-8 text, so elements are decoded here (and refused when
+    they are not UTF-8) instead of reaching the model as the text "b'...'".
+    """
+    items: list[str] = []
     position = 0
     while position < len(data):
         if position + 4 > len(data):
@@ -175,7 +179,11 @@ def _bytes_from_binary(name: str, data: memoryview, count: int) -> np.ndarray:
         if position + length > len(data):
             raise BadRequest(f"input '{name}': BYTES element {len(items)} claims {length} bytes, "
                              f"{len(data) - position} remain")
-        items.append(bytes(data[position:position + length]))
+        try:
+            items.append(str(data[position:position + length], "utf-8"))
+        except UnicodeDecodeError:
+            raise BadRequest(f"input '{name}': BYTES element {len(items)} is not UTF-8 text, "
+                             "which onnxruntime string tensors need") from None
         position += length
         if len(items) > count:
             break
@@ -210,6 +218,8 @@ def _from_json(name: str, datatype: Datatype, data: Any, count: int) -> np.ndarr
         if kind != "b":
             raise BadRequest(f"input '{name}': BOOL data must be true or false")
     elif datatype.dtype.kind in _INT_KINDS:
+        if kind in "fO":  # NumPy widens ints past int64 to float or object: check the source
+            return _wide_integers(name, datatype, np.array(data, dtype=object).reshape(-1))
         if kind not in _INT_KINDS:
             raise BadRequest(f"input '{name}': {datatype.name} data must be integers")
         info = np.iinfo(datatype.dtype)
@@ -219,6 +229,18 @@ def _from_json(name: str, datatype: Datatype, data: Any, count: int) -> np.ndarr
     elif kind not in _FLOAT_KINDS:
         raise BadRequest(f"input '{name}': {datatype.name} data must be numbers")
     return array.astype(datatype.dtype, copy=False)
+
+
+def _wide_integers(name: str, datatype: Datatype, array: np.ndarray) -> np.ndarray:
+    """The rare slow path: a value past int64 (UINT64's upper half), or not an integer at all."""
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in array):
+        raise BadRequest(f"input '{name}': {datatype.name} data must be integers")
+    try:
+        return np.array(array.tolist(), dtype=datatype.dtype)
+    except OverflowError:
+        info = np.iinfo(datatype.dtype)
+        raise BadRequest(f"input '{name}': a value is outside the {datatype.name} range "
+                         f"[{info.min}, {info.max}]") from None
 
 
 def _requested_outputs(raw: Any) -> tuple[RequestedOutput, ...] | None:

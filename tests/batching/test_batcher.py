@@ -1,0 +1,164 @@
+"""The batcher with a real onnxruntime session: merging, splitting, overload, timeouts, faults."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from gateway.batching.batcher import Batcher, BatchingLimits, Tensors
+from gateway.deployments import classify_inference_error
+from gateway.errors import InferenceFailed, QueueTimeout, Unavailable
+from gateway.runtime.repository import scan_repository
+from gateway.runtime.session import ModelSession, load_session
+from tests.conftest import MODEL, MODELS, sample_rows
+
+SESSION = load_session(scan_repository(MODELS)[MODEL][1], ["CPUExecutionProvider"], 1, 1)
+
+
+class Recorder:
+    """Wraps the real session's run to record the rows of every call; can be told to fail."""
+
+    def __init__(self, session: ModelSession = SESSION,
+                 fail_when: Callable[[Tensors], bool] = lambda feeds: False) -> None:
+        self.session = session
+        self.calls: list[int] = []
+        self.fail_when = fail_when
+
+    def __call__(self, feeds: Tensors) -> Tensors:
+        self.calls.append(feeds["input"].shape[0])
+        if self.fail_when(feeds):
+            raise RuntimeError("model fault")
+        return self.session.run(feeds)
+
+
+async def run_batcher(recorder: Recorder, limits: BatchingLimits,
+                      body: Callable[[Batcher], object]) -> object:
+    with ThreadPoolExecutor(2) as executor:
+        batcher = Batcher("test", recorder, True, limits, executor, classify_inference_error)
+        batcher.start()
+        try:
+            return await body(batcher)  # type: ignore[misc]
+        finally:
+            await batcher.stop()
+
+
+def submit_all(batcher: Batcher, parts: list[np.ndarray],
+               timeout_us: int | None = None) -> asyncio.Future[list[object]]:
+    return asyncio.gather(*(batcher.submit({"input": p}, len(p), timeout_us) for p in parts),
+                          return_exceptions=True)
+
+
+def test_concurrent_requests_merge_into_one_call_and_split_back() -> None:
+    recorder = Recorder()
+    parts = [sample_rows(n, seed=n) for n in (1, 2, 3, 4)]
+
+    async def body(batcher: Batcher) -> list[object]:
+        return await submit_all(batcher, parts)
+
+    results = asyncio.run(run_batcher(recorder, BatchingLimits(32, 50_000, 64), body))
+    assert recorder.calls == [10]
+    for part, result in zip(parts, results, strict=True):
+        expected = SESSION.run({"input": part})
+        assert isinstance(result, dict)
+        np.testing.assert_allclose(result["probabilities"], expected["probabilities"], atol=1e-6)
+        np.testing.assert_array_equal(result["label"], expected["label"])
+
+
+def test_batches_respect_max_batch_size_and_big_requests_run_alone() -> None:
+    recorder = Recorder()
+    parts = [sample_rows(3, seed=i) for i in range(5)] + [sample_rows(9)]
+
+    async def body(batcher: Batcher) -> list[object]:
+        return await submit_all(batcher, parts)
+
+    results = asyncio.run(run_batcher(recorder, BatchingLimits(8, 50_000, 64), body))
+    assert all(isinstance(r, dict) for r in results)
+    # 3-row requests pair up (a third would pass 8); the 9-row one exceeds 8 and runs alone.
+    assert recorder.calls == [6, 6, 3, 9]
+
+
+def test_batching_off_runs_each_request_alone() -> None:
+    recorder = Recorder()
+
+    async def body(batcher: Batcher) -> list[object]:
+        return await submit_all(batcher, [sample_rows(2, seed=i) for i in range(4)])
+
+    asyncio.run(run_batcher(recorder, BatchingLimits(1, 50_000, 64), body))
+    assert recorder.calls == [2, 2, 2, 2]
+
+
+def test_a_full_queue_refuses_at_once() -> None:
+    async def body(batcher: Batcher) -> list[object]:
+        return await submit_all(batcher, [sample_rows(1, seed=i) for i in range(5)])
+
+    results = asyncio.run(run_batcher(Recorder(), BatchingLimits(32, 200_000, 3), body))
+    refused = [r for r in results if isinstance(r, Unavailable)]
+    assert len(refused) == 2 and "max_queue_size" in refused[0].message
+    assert sum(isinstance(r, dict) for r in results) == 3
+
+
+def test_a_request_past_its_deadline_gets_504_and_others_are_served() -> None:
+    async def body(batcher: Batcher) -> list[object]:
+        slow = batcher.submit({"input": sample_rows(1)}, 1, 1_000)  # 1 ms, queue waits 100 ms
+        fine = batcher.submit({"input": sample_rows(1)}, 1, None)
+        return list(await asyncio.gather(slow, fine, return_exceptions=True))
+
+    timed_out, served = asyncio.run(run_batcher(Recorder(), BatchingLimits(32, 100_000, 8), body))
+    assert isinstance(timed_out, QueueTimeout) and "timeout" in timed_out.message
+    assert isinstance(served, dict)
+
+
+def test_a_failing_merged_call_is_retried_one_by_one() -> None:
+    poison = np.full((1, 30), 666.0, np.float32)
+    recorder = Recorder(fail_when=lambda feeds: bool((feeds["input"] == 666.0).any()))
+    parts = [sample_rows(1, seed=1), poison, sample_rows(2, seed=2)]
+
+    async def body(batcher: Batcher) -> list[object]:
+        return await submit_all(batcher, parts)
+
+    results = asyncio.run(run_batcher(recorder, BatchingLimits(32, 50_000, 8), body))
+    assert recorder.calls == [4, 1, 1, 2]
+    assert isinstance(results[0], dict) and isinstance(results[2], dict)
+    assert isinstance(results[1], InferenceFailed) and "model fault" in results[1].message
+
+
+def test_stop_finishes_queued_requests_and_then_refuses() -> None:
+    async def body(batcher: Batcher) -> tuple[list[object], object]:
+        queued = submit_all(batcher, [sample_rows(1, seed=i) for i in range(6)])
+        await asyncio.sleep(0)
+        await batcher.stop()
+        late = await asyncio.gather(batcher.submit({"input": sample_rows(1)}, 1, None),
+                                    return_exceptions=True)
+        return await queued, late[0]
+
+    results, late = asyncio.run(run_batcher(Recorder(), BatchingLimits(4, 1_000_000, 64),
+                                            body))  # type: ignore[misc]
+    assert all(isinstance(r, dict) for r in results)
+    assert isinstance(late, Unavailable) and "shutting down" in late.message
+
+
+def test_a_cancelled_caller_does_not_block_the_queue() -> None:
+    recorder = Recorder()
+
+    async def body(batcher: Batcher) -> object:
+        gone = asyncio.ensure_future(batcher.submit({"input": sample_rows(1)}, 1, None))
+        await asyncio.sleep(0)
+        gone.cancel()
+        return await batcher.submit({"input": sample_rows(2)}, 2, None)
+
+    result = asyncio.run(run_batcher(recorder, BatchingLimits(32, 20_000, 8), body))
+    assert isinstance(result, dict)
+    assert recorder.calls == [2]
+
+
+@pytest.mark.parametrize("rows", [0, 1])
+def test_empty_and_single_rows(rows: int) -> None:
+    async def body(batcher: Batcher) -> object:
+        return await batcher.submit({"input": sample_rows(rows)}, rows, None)
+
+    result = asyncio.run(run_batcher(Recorder(), BatchingLimits(32, 1_000, 8), body))
+    assert isinstance(result, dict) and result["label"].shape == (rows,)

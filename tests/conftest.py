@@ -1,0 +1,107 @@
+"""Shared fixtures: the shipped model repository, scratch copies of it, and config files."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ROOT / "models"
+MODEL = "breast-cancer"
+
+DEFAULT_ROUTING = {"models": {MODEL: {"traffic": [{"version": 1, "weight": 0},
+                                                  {"version": 2, "weight": 100}]}}}
+
+
+@pytest.fixture
+def model_repo(tmp_path: Path) -> Path:
+    """A scratch copy of the shipped repository, safe to tamper with."""
+    target = tmp_path / "models"
+    shutil.copytree(MODELS, target, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    return target
+
+
+ConfigWriter = Callable[..., Path]
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> ConfigWriter:
+    """Write gateway.yaml and routing.yaml into tmp_path; keyword arguments override settings."""
+
+    def write(repository: Path = MODELS, routing: Any = None, **settings: Any) -> Path:
+        config_dir = tmp_path / "config"
+        config_dir.mkdir(exist_ok=True)
+        routing_doc = DEFAULT_ROUTING if routing is None else routing
+        text = routing_doc if isinstance(routing_doc, str) else yaml.safe_dump(routing_doc)
+        (config_dir / "routing.yaml").write_text(text)
+        doc = {"model_repository": str(repository), "routing": "routing.yaml",
+               "execution_provider": "cpu", **settings}
+        path = config_dir / "gateway.yaml"
+        path.write_text(yaml.safe_dump(doc))
+        return path
+
+    return write
+
+
+def sample_rows(rows: int, seed: int = 0) -> np.ndarray:
+    """Rows shaped like the breast-cancer features: the training data's scale, float32."""
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer().data.astype(np.float32)
+    picks = np.random.default_rng(seed).integers(0, len(data), rows)
+    return np.ascontiguousarray(data[picks])
+
+
+ECHO_TYPES = ["BOOL", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64",
+              "FP16", "FP32", "FP64", "BYTES"]
+
+
+def write_echo_model(repository: Path, name: str = "echo", version: int = 1) -> Path:
+    """A real ONNX graph with one Identity per V2 datatype (input `in_<T>` -> output `out_<T>`,
+    shape [-1, 2]), written with its manifest into `repository`."""
+    import hashlib
+
+    from onnx import TensorProto, helper
+
+    elem = {"BOOL": TensorProto.BOOL, "INT8": TensorProto.INT8, "INT16": TensorProto.INT16,
+            "INT32": TensorProto.INT32, "INT64": TensorProto.INT64, "UINT8": TensorProto.UINT8,
+            "UINT16": TensorProto.UINT16, "UINT32": TensorProto.UINT32,
+            "UINT64": TensorProto.UINT64, "FP16": TensorProto.FLOAT16,
+            "FP32": TensorProto.FLOAT, "FP64": TensorProto.DOUBLE, "BYTES": TensorProto.STRING}
+    inputs = [helper.make_tensor_value_info(f"in_{t}", elem[t], ["batch", 2]) for t in ECHO_TYPES]
+    outputs = [helper.make_tensor_value_info(f"out_{t}", elem[t], ["batch", 2])
+               for t in ECHO_TYPES]
+    nodes = [helper.make_node("Identity", [f"in_{t}"], [f"out_{t}"]) for t in ECHO_TYPES]
+    graph = helper.make_graph(nodes, name, inputs, outputs)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    data = model.SerializeToString()
+    version_dir = repository / name / str(version)
+    version_dir.mkdir(parents=True)
+    (version_dir / "model.onnx").write_bytes(data)
+    (version_dir / "manifest.yaml").write_text(yaml.safe_dump(
+        {"sha256": hashlib.sha256(data).hexdigest(), "created": "2026-11-24",
+         "features": [f"in_{t}" for t in ECHO_TYPES]}))
+    return version_dir
+
+
+def echo_values(datatype: str, rows: int = 3) -> np.ndarray:
+    """Sample values of a datatype, shaped [rows, 2], including each type's extremes."""
+    from gateway.tensors import DATATYPES
+
+    if datatype == "BYTES":
+        return np.array([[f"r{i}-ä".encode(), b""] for i in range(rows)], dtype=object)
+    dtype = DATATYPES[datatype].dtype.newbyteorder("=")
+    if datatype == "BOOL":
+        return (np.arange(rows * 2).reshape(rows, 2) % 2).astype(bool)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        base = np.array([info.min, info.max] + [7] * (rows * 2 - 2), dtype=dtype)
+        return base.reshape(rows, 2)
+    return (np.arange(rows * 2, dtype=dtype) / 4 - 1).reshape(rows, 2)

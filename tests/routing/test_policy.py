@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from gateway.routing.policy import PolicyError, parse_policy
+from gateway.runtime.repository import scan_repository
+from tests.conftest import MODEL, MODELS, ROOT
+
+REPOSITORY = scan_repository(MODELS)
+
+FULL = """
+models:
+  breast-cancer:
+    traffic:
+      - {version: 1, weight: 90}
+      - {version: 2, weight: 10}
+    sticky_key: X-User-Id
+    flags:
+      - name: beta-testers
+        header: X-Beta
+        values: [true]
+        version: 2
+      - {name: by-param, parameter: cohort, values: [a, 7], version: 1}
+    shadow:
+      - {version: 3, percent: 50}
+"""
+
+
+def test_spec_example_parses() -> None:
+    policy = parse_policy(FULL, REPOSITORY)
+    model = policy.models[MODEL]
+    assert [(t.version, t.weight) for t in model.traffic] == [(1, 90), (2, 10)]
+    assert model.sticky_key == "x-user-id"
+    assert model.flags[0].header == "x-beta" and model.flags[0].values == {"true"}
+    assert model.flags[1].parameter == "cohort" and model.flags[1].values == {"a", "7"}
+    assert model.shadow[0].percent == 50.0
+    assert model.versions() == {1, 2, 3}
+    assert len(policy.source_sha256) == 64
+
+
+def test_shipped_policy_is_valid() -> None:
+    parse_policy((ROOT / "config" / "routing.yaml").read_text(), REPOSITORY)
+
+
+def with_model(**changes: object) -> str:
+    doc = yaml.safe_load(FULL)
+    doc["models"][MODEL].update(changes)
+    return yaml.safe_dump(doc)
+
+
+@pytest.mark.parametrize("text,fragment", [
+    ("", "empty"),
+    ("models: [", "not valid YAML"),
+    ("routes: {}", "unknown key"),
+    ("models: 3", "mapping of model name"),
+    ("models: {nope: {traffic: [{version: 1, weight: 100}]}}", "no model 'nope'"),
+    (with_model(traffic=[{"version": 1, "weight": 50}]), "sum to 50"),
+    (with_model(traffic=[{"version": 9, "weight": 100}]), "has no version 9"),
+    (with_model(traffic=[]), "at least one"),
+    (with_model(traffic=[{"version": 1, "weight": 100}, {"version": 1, "weight": 0}]),
+     "more than once"),
+    (with_model(traffic=[{"version": 1, "weight": 100.0}]), "weight: expected an integer"),
+    (with_model(traffic=[{"version": 1, "weight": 100, "share": 1}]), "unknown key"),
+    (with_model(flags=[{"name": "f", "values": ["x"], "version": 1}]), "exactly one of"),
+    (with_model(flags=[{"name": "f", "header": "h", "parameter": "p", "values": ["x"],
+                        "version": 1}]), "exactly one of"),
+    (with_model(flags=[{"name": "f", "header": "h", "values": [], "version": 1}]),
+     "non-empty list"),
+    (with_model(shadow=[{"version": 3, "percent": 150}]), "from 0 to 100"),
+    (with_model(sticky_key=5), "header name"),
+    (with_model(colour="red"), "unknown key"),
+])
+def test_invalid_policies_name_the_key_and_the_problem(text: str, fragment: str) -> None:
+    with pytest.raises(PolicyError, match=fragment):
+        parse_policy(text, REPOSITORY)
+
+
+def test_missing_traffic_is_named() -> None:
+    with pytest.raises(PolicyError, match="models.breast-cancer: needs 'traffic'"):
+        parse_policy("models: {breast-cancer: {sticky_key: x}}", REPOSITORY)

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from gateway.deployments import Deployments, needed_versions, parse_version
+from gateway.errors import NotFound, Unavailable
+from gateway.routing.policy import parse_policy
+from gateway.runtime.repository import scan_repository
+from gateway.settings import Settings
+from tests.conftest import MODEL, MODELS, write_echo_model
+
+POLICY = "models: {breast-cancer: {traffic: [{version: 1, weight: 100}], shadow: [{version: 3}]}}"
+
+
+def test_needed_versions_are_the_policys_plus_the_highest_of_unnamed_models(
+        model_repo: Path) -> None:
+    write_echo_model(model_repo, version=1)
+    write_echo_model(model_repo, version=4)
+    repository = scan_repository(model_repo)
+    needed = needed_versions(parse_policy(POLICY, repository), repository)
+    assert needed == {MODEL: {1, 3}, "echo": {4}}
+
+
+@pytest.fixture
+def deployments(model_repo: Path) -> Deployments:
+    path = model_repo / MODEL / "3" / "model.onnx"
+    path.write_bytes(path.read_bytes() + b"\0")
+    repository = scan_repository(model_repo)
+    table = Deployments(Settings(execution_provider="cpu"), repository, ThreadPoolExecutor(1))
+    table.load(needed_versions(parse_policy(POLICY, repository), repository))
+    return table
+
+
+def test_lookups_answer_with_the_reason(deployments: Deployments) -> None:
+    assert deployments.versions_of(MODEL)[1].session is not None
+    with pytest.raises(NotFound, match="unknown model 'x'; this gateway serves 'breast-cancer'"):
+        deployments.find("x")
+    with pytest.raises(NotFound, match="has no version 7; it has 1, 2, 3"):
+        deployments.find(MODEL, 7)
+    with pytest.raises(NotFound, match="not loaded; name it in the routing policy"):
+        deployments.find(MODEL, 2)
+    with pytest.raises(Unavailable, match="sha256"):
+        deployments.find(MODEL, 3)
+    assert deployments.problems() == [
+        f"model '{MODEL}' version 3: " + str(deployments.versions_of(MODEL)[3].error)]
+
+
+def test_versions_in_urls_are_canonical_positive_integers() -> None:
+    assert parse_version("12") == 12
+    for text in ("0", "01", "-1", "1.0", "one", "9" * 11):
+        with pytest.raises(NotFound):
+            parse_version(text)
+
+
+def test_shipped_repository_loads_with_the_default_settings() -> None:
+    repository = scan_repository(MODELS)
+    table = Deployments(Settings(), repository, ThreadPoolExecutor(1))
+    table.load({MODEL: frozenset({1})})
+    assert table.problems() == []

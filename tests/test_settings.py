@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import ConfigError
+from gateway.settings import Settings, load_settings
+from tests.conftest import ROOT
+
+
+def test_shipped_config_resolves_paths_against_its_folder() -> None:
+    settings = load_settings(ROOT / "config" / "gateway.yaml")
+    assert settings.model_repository == ROOT / "models"
+    assert settings.routing == ROOT / "config" / "routing.yaml"
+    assert settings.batching.max_batch_size == 32
+    assert settings.batching.max_queue_delay_us == 500
+    assert settings.batching.max_queue_size == 256
+    assert settings.drift.window_rows == 5000
+    assert settings.drift.psi_threshold == 0.2
+    assert settings.limits.max_body_bytes == 8 * 1024 * 1024
+
+
+def test_defaults_fill_missing_keys(tmp_path: Path) -> None:
+    (tmp_path / "g.yaml").write_text("execution_provider: cpu\n"
+                                     "drift: {models: {m: {psi_threshold: 0.3}}}\n")
+    settings = load_settings(tmp_path / "g.yaml")
+    assert settings.server.port == Settings().server.port == 8000
+    assert settings.model_repository == (tmp_path / "models").resolve()
+    assert settings.drift.models["m"].psi_threshold == 0.3
+
+
+def test_environment_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "g.yaml").write_text("server: {port: 9001}\n")
+    monkeypatch.setenv("GATEWAY_CONFIG", str(tmp_path / "g.yaml"))
+    assert load_settings().server.port == 9001
+
+
+@pytest.mark.parametrize("text,fragment", [
+    ("execution_provider: tpu", "not one of cpu, cuda, auto"),
+    ("batching: {max_batch_size: 0}", "at least 1"),
+    ("batching: {max_batch_size: many}", "non-negative integer"),
+    ("batching: {max_batch_size: true}", "non-negative integer"),
+    ("batching: {max_batch: 8}", "unknown key"),
+    ("server: {port: 70000}", "not a TCP port"),
+    ("server: {access_log: 1}", "true or false"),
+    ("drift: {psi_threshold: -1}", "non-negative number"),
+    ("model_repository: 5", "expected a path"),
+    ("[1, 2]", "expected a mapping"),
+    ("a: [", "not valid YAML"),
+])
+def test_invalid_settings_name_the_key(tmp_path: Path, text: str, fragment: str) -> None:
+    (tmp_path / "g.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=fragment):
+        load_settings(tmp_path / "g.yaml")
+
+
+def test_missing_file_says_how_to_point_at_one(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="GATEWAY_CONFIG"):
+        load_settings(tmp_path / "missing.yaml")
