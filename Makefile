@@ -36,7 +36,10 @@ models: $(VENV)/.test        ## rebuild models/ with the pinned training librari
 	$(BIN)/python models/train.py
 
 lock: $(VENV)/.test          ## re-pin constraints.txt from the current environment
-	$(BIN)/pip freeze --exclude-editable | grep -v '^gateway' > constraints.txt
+	$(BIN)/pip freeze --exclude-editable | grep -v "^gateway" > constraints.txt
+	# The GPU variant (Dockerfile VARIANT=gpu) swaps in onnxruntime-gpu at the same version.
+	echo "onnxruntime-gpu==$$($(BIN)/python -c 'import onnxruntime; print(onnxruntime.__version__)')" >> constraints.txt
+	sort -f -o constraints.txt constraints.txt
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -16,18 +16,31 @@ def _cpu(available: list[str]) -> list[str]:
     return [CPU]
 
 
+def _with_cuda_libraries() -> list[str]:
+    # onnxruntime-gpu[cuda,cudnn] ships CUDA and cuDNN as pip packages; preload_dlls finds them.
+    import onnxruntime
+
+    preload = getattr(onnxruntime, "preload_dlls", None)
+    if preload is not None:
+        try:
+            preload()
+        except Exception as exc:  # the system's own CUDA libraries may still be found
+            logger.warning("could not preload CUDA libraries from pip packages: %s", exc)
+    return [CUDA, CPU]
+
+
 def _cuda(available: list[str]) -> list[str]:
     if CUDA not in available:
         raise ConfigError(
             "execution_provider is 'cuda' but this onnxruntime offers only "
             f"{', '.join(available)}; install the GPU extra (onnxruntime-gpu) on a machine with "
             "CUDA, or set execution_provider: auto")
-    return [CUDA, CPU]
+    return _with_cuda_libraries()
 
 
 def _auto(available: list[str]) -> list[str]:
     if CUDA in available:
-        return [CUDA, CPU]
+        return _with_cuda_libraries()
     logger.info("execution_provider auto: onnxruntime offers no CUDA provider, using %s", CPU)
     return [CPU]
 

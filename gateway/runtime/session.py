@@ -88,6 +88,10 @@ def load_session(entry: VersionEntry, providers: list[str], intra_op_threads: in
     outputs = tuple(_spec(node) for node in session.get_outputs())
     loaded = ModelSession(entry.model, entry.version, session, inputs, outputs,
                           session.get_providers()[0])
+    if loaded.provider != providers[0]:
+        # onnxruntime falls back silently when, e.g., the CUDA libraries cannot be loaded.
+        logger.warning("%s version %d asked for %s but runs on %s", entry.model, entry.version,
+                       providers[0], loaded.provider)
     try:
         loaded.run(warmup_feeds(inputs))
     except Exception as exc:
