@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/pip install --quiet --constraint constraints.txt
 
-.PHONY: serve test lint typecheck unit models lock clean
+.PHONY: serve test bench locust lint typecheck unit models lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,15 @@ serve: $(VENV)/.serve        ## start the gateway on the shipped models and conf
 
 test: lint typecheck unit    ## ruff, mypy and the whole pytest suite
 
+bench: $(VENV)/.test         ## gateway vs onnxruntime vs a minimal app (needs wrk); ~5 minutes
+	$(BIN)/python loadtests/bench.py
+
+locust: $(VENV)/.test        ## a bounded, headless mix of callers against a gateway on :8000
+	$(BIN)/locust -f loadtests/locustfile.py --headless --host http://127.0.0.1:8000 \
+		--users 32 --spawn-rate 32 --run-time 30s --only-summary
+
 lint: $(VENV)/.test
-	$(BIN)/ruff check gateway tests models
+	$(BIN)/ruff check gateway tests models loadtests
 
 typecheck: $(VENV)/.test
 	$(BIN)/mypy

@@ -41,10 +41,7 @@ def check(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     gateway = build_gateway(settings)
-    try:
-        gateway.deployments.load(needed_versions(gateway.policy, gateway.repository))
-    finally:
-        gateway.executor.shutdown()
+    gateway.deployments.load(needed_versions(gateway.policy, gateway.repository))
     problems = gateway.deployments.problems()
     if not gateway.repository:
         problems.append(f"{settings.model_repository}: no models in the repository")

@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from starlette.applications import Starlette
@@ -34,7 +32,6 @@ class Gateway:
     repository: Repository
     policy: Policy
     deployments: Deployments
-    executor: ThreadPoolExecutor
 
 
 def read_policy(settings: Settings, repository: Repository) -> Policy:
@@ -51,10 +48,7 @@ def build_gateway(settings: Settings) -> Gateway:
     """Scan the repository and read the policy; models load at start-up (see `create_app`)."""
     repository = scan_repository(settings.model_repository)
     policy = read_policy(settings, repository)
-    executor = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1),
-                                  thread_name_prefix="gateway-infer")
-    return Gateway(settings, repository, policy, Deployments(settings, repository, executor),
-                   executor)
+    return Gateway(settings, repository, policy, Deployments(settings, repository))
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -62,9 +56,8 @@ def create_app(settings: Settings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(gateway.executor, gateway.deployments.load,
-                                   needed_versions(gateway.policy, gateway.repository))
+        await asyncio.to_thread(gateway.deployments.load,
+                                needed_versions(gateway.policy, gateway.repository))
         gateway.deployments.start_batchers()
         for problem in gateway.deployments.problems():
             logger.error("not serving %s", problem)
@@ -72,7 +65,6 @@ def create_app(settings: Settings) -> Starlette:
             yield
         finally:
             await gateway.deployments.stop()
-            gateway.executor.shutdown(wait=True)
 
     app = Starlette(
         routes=Endpoints(gateway.deployments).routes(),

@@ -9,17 +9,19 @@ cannot load, a failed warm-up) is kept with its reason and answers 503; the othe
 from __future__ import annotations
 
 import logging
-from concurrent.futures import Executor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numpy as np
 import onnxruntime as ort
 
 from gateway.batching.batcher import Batcher, BatchingLimits
+from gateway.batching.execution import choose_execution, time_call
 from gateway.errors import BadRequest, GatewayError, InferenceFailed, NotFound, Unavailable
 from gateway.routing.policy import Policy
 from gateway.runtime.providers import choose_providers
 from gateway.runtime.repository import Repository, VersionEntry
-from gateway.runtime.session import LoadError, ModelSession, load_session
+from gateway.runtime.session import LoadError, ModelSession, load_session, warmup_feeds
 from gateway.settings import Settings
 
 logger = logging.getLogger("gateway")
@@ -34,6 +36,11 @@ class Deployment:
     session: ModelSession | None = None
     batcher: Batcher | None = None
     error: str | None = None
+    batch_call_s: float = 0.0
+    """Median time of one full-batch call, measured at load."""
+    execution: str = ""
+    """Where its batches run: inline or thread (see gateway.batching.execution)."""
+    thread: ThreadPoolExecutor | None = None
 
     @property
     def name(self) -> str:
@@ -68,10 +75,9 @@ def classify_inference_error(exc: Exception) -> GatewayError:
 class Deployments:
     """Table of served versions; `find` answers the lookup of every request."""
 
-    def __init__(self, settings: Settings, repository: Repository, executor: Executor) -> None:
+    def __init__(self, settings: Settings, repository: Repository) -> None:
         self.settings = settings
         self.repository = repository
-        self._executor = executor
         self._table: dict[str, dict[int, Deployment]] = {}
         self._providers = choose_providers(settings.execution_provider,
                                            ort.get_available_providers())
@@ -87,27 +93,47 @@ class Deployments:
                 try:
                     deployment.session = load_session(deployment.entry, self._providers,
                                                       threads.intra_op, threads.inter_op)
+                    deployment.batch_call_s = self._time_full_batch(deployment.session)
                 except LoadError as exc:
                     deployment.error = str(exc)
                     logger.error("%s failed to load: %s", deployment.name, exc)
                 self._table.setdefault(model, {})[version] = deployment
+
+    def _time_full_batch(self, session: ModelSession) -> float:
+        rows = self.settings.batching.max_batch_size if session.batchable else 1
+        feeds = {name: np.repeat(array, rows, axis=0) if session.batchable else array
+                 for name, array in warmup_feeds(session.inputs).items()}
+        return time_call(lambda: session.run(feeds))
 
     def start_batchers(self) -> None:
         """Give every loaded version its batcher (needs the running event loop)."""
         b = self.settings.batching
         limits = BatchingLimits(b.max_batch_size, b.max_queue_delay_us, b.max_queue_size)
         for deployment in self.all():
-            if deployment.session is not None and deployment.batcher is None:
-                deployment.batcher = Batcher(deployment.name, deployment.session.run,
-                                             deployment.session.batchable, limits,
-                                             self._executor, classify_inference_error)
-                deployment.batcher.start()
+            if deployment.session is None or deployment.batcher is not None:
+                continue
+            deployment.execution = choose_execution(b.execution, deployment.batch_call_s)
+            if deployment.execution == "thread":
+                deployment.thread = ThreadPoolExecutor(
+                    1, thread_name_prefix=f"{deployment.entry.model}-{deployment.entry.version}")
+            logger.info("%s: a %d-row call takes %.0f µs; batches run %s (batching.execution: "
+                        "%s)", deployment.name,
+                        b.max_batch_size if deployment.session.batchable else 1,
+                        deployment.batch_call_s * 1e6,
+                        "inline on the event loop" if deployment.thread is None
+                        else "on a thread of its own", b.execution)
+            deployment.batcher = Batcher(deployment.name, deployment.session.run,
+                                         deployment.session.batchable, limits,
+                                         deployment.thread, classify_inference_error)
+            deployment.batcher.start()
 
     async def stop(self) -> None:
-        """Finish every queued request, then stop the batchers."""
+        """Finish every queued request, then stop the batchers and their threads."""
         for deployment in self.all():
             if deployment.batcher is not None:
                 await deployment.batcher.stop()
+            if deployment.thread is not None:
+                deployment.thread.shutdown(wait=True)
 
     def all(self) -> list[Deployment]:
         return [d for versions in self._table.values() for d in versions.values()]

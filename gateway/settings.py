@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from gateway.batching.execution import EXECUTIONS
 from gateway.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("config/gateway.yaml")
@@ -49,6 +50,9 @@ class BatchingSettings:
     """Requests waiting per model version; beyond it the gateway answers 503 with Retry-After."""
     default_timeout_us: int = 0
     """Queue timeout for requests without a V2 `timeout` parameter, in microseconds; 0: none."""
+    execution: str = "auto"
+    """Where batches run: inline (on the event loop), thread (one per version), or auto (inline
+    when a full batch measured at warm-up takes at most 200 µs, else thread)."""
 
 
 @dataclass(frozen=True)
@@ -160,6 +164,9 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(f"execution_provider: {settings.execution_provider!r} is not one of "
                           f"{', '.join(EXECUTION_PROVIDERS)}")
     b = settings.batching
+    if b.execution not in EXECUTIONS:
+        raise ConfigError(f"batching.execution: {b.execution!r} is not one of "
+                          f"{', '.join(EXECUTIONS)}")
     for name in ("max_batch_size", "max_queue_size"):
         if getattr(b, name) < 1:
             raise ConfigError(f"batching.{name}: must be at least 1")

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -29,7 +28,7 @@ def deployments(model_repo: Path) -> Deployments:
     path = model_repo / MODEL / "3" / "model.onnx"
     path.write_bytes(path.read_bytes() + b"\0")
     repository = scan_repository(model_repo)
-    table = Deployments(Settings(execution_provider="cpu"), repository, ThreadPoolExecutor(1))
+    table = Deployments(Settings(execution_provider="cpu"), repository)
     table.load(needed_versions(parse_policy(POLICY, repository), repository))
     return table
 
@@ -57,6 +56,6 @@ def test_versions_in_urls_are_canonical_positive_integers() -> None:
 
 def test_shipped_repository_loads_with_the_default_settings() -> None:
     repository = scan_repository(MODELS)
-    table = Deployments(Settings(), repository, ThreadPoolExecutor(1))
+    table = Deployments(Settings(), repository)
     table.load({MODEL: frozenset({1})})
     assert table.problems() == []

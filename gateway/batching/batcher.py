@@ -7,6 +7,10 @@ A full queue refuses at once (503); a request whose deadline passes while queued
 larger than `max_batch_size` runs alone; if a merged call fails, its requests are retried one by
 one so that only the faulty one fails. One batch per version runs at a time, in a worker thread,
 so the event loop keeps serving while onnxruntime computes, and arrivals gather into the next batch.
+
+Where a batch runs: on the version's own thread (`executor` given; onnxruntime releases the GIL),
+or inline on the event loop (`executor` None) for models whose whole batch takes microseconds,
+where the hop to a thread would cost more than the call. `choose_execution` picks by measurement.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ logger = logging.getLogger("gateway.batching")
 
 Tensors = dict[str, np.ndarray]
 RunFunction = Callable[[Tensors], Tensors]
+_Outcome = tuple[Tensors | None, Exception | None]
 
 
 @dataclass(eq=False)
@@ -51,7 +56,7 @@ class Batcher:
     """Queue and worker of one model version. `run` executes a (merged) batch synchronously."""
 
     def __init__(self, name: str, run: RunFunction, batchable: bool, limits: BatchingLimits,
-                 executor: Executor, on_error: Callable[[Exception], GatewayError]) -> None:
+                 executor: Executor | None, on_error: Callable[[Exception], GatewayError]) -> None:
         self.name = name
         self._run = run
         self._batchable = batchable and limits.max_batch_size > 1
@@ -111,8 +116,14 @@ class Batcher:
             if self._batchable and self._queue[0].merge_key is not None:
                 await self._wait_for_company()
             batch = self._take_batch()
-            if batch:
-                await loop.run_in_executor(self._executor, self._execute, batch, loop)
+            if not batch:
+                continue
+            if self._executor is None:
+                outcomes = self._execute(batch)
+            else:
+                outcomes = await loop.run_in_executor(self._executor, self._execute, batch)
+            for item, (result, error) in zip(batch, outcomes, strict=True):
+                _resolve(item.future, result, error)
 
     async def _wait_for_company(self) -> None:
         first = self._queue[0]
@@ -157,25 +168,22 @@ class Batcher:
         self._queued_rows -= item.rows
         return item
 
-    def _execute(self, batch: list[_Pending], loop: asyncio.AbstractEventLoop) -> None:
-        """Run on a worker thread: one merged call, or one call per request after a failure."""
+    def _execute(self, batch: list[_Pending]) -> list[_Outcome]:
+        """One merged call, or one call per request after a failure; touches no future, so it
+        can run on any thread."""
         if len(batch) > 1:
             try:
-                outputs = self._run_merged(batch)
+                return [(result, None) for result in self._run_merged(batch)]
             except Exception:
                 logger.warning("%s: merged batch of %d failed; retrying one by one",
                                self.name, len(batch), exc_info=True)
-            else:
-                for item, result in zip(batch, outputs, strict=True):
-                    loop.call_soon_threadsafe(_resolve, item.future, result, None)
-                return
+        outcomes: list[_Outcome] = []
         for item in batch:
             try:
-                result = self._run(item.inputs)
+                outcomes.append((self._run(item.inputs), None))
             except Exception as exc:
-                loop.call_soon_threadsafe(_resolve, item.future, None, self._on_error(exc))
-            else:
-                loop.call_soon_threadsafe(_resolve, item.future, result, None)
+                outcomes.append((None, self._on_error(exc)))
+        return outcomes
 
     def _run_merged(self, batch: list[_Pending]) -> list[Tensors]:
         names = batch[0].inputs.keys()

@@ -83,6 +83,7 @@ class Endpoints:
             "parameters": {
                 "version": str(deployment.entry.version),
                 "execution_provider": session.provider,
+                "execution": deployment.execution,
                 "sha256": deployment.entry.sha256,
                 "created": str(deployment.entry.manifest.get("created", "")),
                 "features": deployment.entry.manifest.get("features", []),

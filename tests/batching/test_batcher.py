@@ -35,9 +35,21 @@ class Recorder:
         return self.session.run(feeds)
 
 
-async def run_batcher(recorder: Recorder, limits: BatchingLimits,
+@pytest.fixture(params=["thread", "inline"], autouse=True)
+def execution(request: pytest.FixtureRequest) -> str:
+    """Every batcher test runs both ways a batch can run."""
+    global EXECUTION
+    EXECUTION = request.param
+    return EXECUTION
+
+
+EXECUTION = "thread"
+
+
+async def run_batcher(recorder: Callable[[Tensors], Tensors], limits: BatchingLimits,
                       body: Callable[[Batcher], object]) -> object:
-    with ThreadPoolExecutor(2) as executor:
+    with ThreadPoolExecutor(1) as thread:
+        executor = thread if EXECUTION == "thread" else None
         batcher = Batcher("test", recorder, True, limits, executor, classify_inference_error)
         batcher.start()
         try:
@@ -162,3 +174,47 @@ def test_empty_and_single_rows(rows: int) -> None:
 
     result = asyncio.run(run_batcher(Recorder(), BatchingLimits(32, 1_000, 8), body))
     assert isinstance(result, dict) and result["label"].shape == (rows,)
+
+
+def test_no_request_starves_behind_later_ones() -> None:
+    """Mixed sizes that cannot share a batch are still answered in arrival order."""
+    recorder = Recorder()
+    sizes = [1 if i % 2 else 31 for i in range(40)]
+    finished: list[int] = []
+
+    async def body(batcher: Batcher) -> None:
+        async def one(i: int, rows: int) -> None:
+            await batcher.submit({"input": sample_rows(rows, seed=i)}, rows, None)
+            finished.append(i)
+
+        await asyncio.gather(*(one(i, n) for i, n in enumerate(sizes)))
+
+    asyncio.run(run_batcher(recorder, BatchingLimits(32, 1_000, 64), body))
+    assert finished == list(range(40))
+    assert sum(recorder.calls) == sum(sizes) and max(recorder.calls) <= 32
+
+
+@pytest.mark.parametrize("output_shape", [(), (4,), (3, 2)])
+def test_outputs_of_any_rank_split_back_per_request(output_shape: tuple[int, ...]) -> None:
+    """A batch-major output of any rank is split by rows; each caller gets its own rows."""
+
+    calls: list[int] = []
+
+    def run(feeds: Tensors) -> Tensors:
+        rows = feeds["input"].shape[0]
+        calls.append(rows)
+        base = feeds["input"][:, :1].reshape((rows,) + (1,) * len(output_shape))
+        return {"y": np.broadcast_to(base, (rows, *output_shape)).copy()}
+
+    parts = [sample_rows(n, seed=n) for n in (1, 3, 2)]
+
+    async def body(batcher: Batcher) -> list[object]:
+        return await submit_all(batcher, parts)
+
+    results = asyncio.run(run_batcher(run, BatchingLimits(32, 20_000, 8), body))
+    assert calls == [6]  # one merged call
+    for part, result in zip(parts, results, strict=True):
+        assert isinstance(result, dict)
+        assert result["y"].shape == (len(part), *output_shape)
+        np.testing.assert_array_equal(result["y"].reshape(len(part), -1)[:, 0], part[:, 0])
+

@@ -1,0 +1,34 @@
+"""Where a version's batches run: inline on the event loop, or on a thread of the version's own.
+
+Handing a call to a thread and back costs the event loop about 100 µs of CPU on this class of
+machine (measured in loadtests/), so a model whose full batch takes less than that is faster run
+inline; a slower model runs on its own thread, so a long inference never stalls the event loop.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+EXECUTIONS = ("auto", "inline", "thread")
+INLINE_MAX_S = 200e-6
+"""Largest measured full-batch call that `auto` runs inline on the event loop, in seconds."""
+
+
+def time_call(call: Callable[[], object], repeats: int = 25) -> float:
+    """Median wall time of `call`, in seconds, after one unmeasured call."""
+    call()
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def choose_execution(setting: str, batch_call_s: float) -> str:
+    """`inline` or `thread`: the setting itself, or for `auto` by the measured batch call time."""
+    if setting != "auto":
+        return setting
+    return "inline" if batch_call_s <= INLINE_MAX_S else "thread"

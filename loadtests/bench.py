@@ -1,0 +1,343 @@
+"""`make bench`: the gateway against onnxruntime called directly and against a minimal reference
+app (loadtests/reference_app.py), in one run on this machine, under the same load from wrk.
+
+Prints four tables:
+1. onnxruntime's own time per call (the floor), by rows and intra-op threads;
+2. gateway vs reference at 1, 8 and 64 connections for a 1-row JSON, a 32-row JSON and a 32-row
+   binary request: req/s, p50, p99, server CPU per request, the ratio, and the gateway's p50
+   overhead over onnxruntime's own call;
+3. batching on vs off at 64 connections on a deep, narrow MLP built here, whose 32-row call
+   costs little more than a 1-row call;
+4. the gateway's RSS before and after a long run (200,000 requests by default).
+
+Absolute figures depend on the machine and its load; the ratios measured in one run are what count.
+Needs wrk (Debian: apt-get install wrk). Loopback only; every run is bounded in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import orjson
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from gateway.batching.execution import time_call  # noqa: E402
+
+MODEL = "breast-cancer"
+MODEL_FILE = ROOT / "models" / MODEL / "2" / "model.onnx"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """A server subprocess on a loopback port; CPU time and RSS read from /proc."""
+
+    def __init__(self, name: str, command: list[str], port: int, log_dir: Path) -> None:
+        self.name, self.port = name, port
+        self.log = (log_dir / f"{name}.log").open("wb")
+        self.process = subprocess.Popen(command, cwd=ROOT, stdout=self.log,
+                                        stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{name} exited; see {self.log.name}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"{name} did not start")
+
+    def cpu_s(self) -> float:
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+    def rss_mib(self) -> float:
+        pages = int(Path(f"/proc/{self.process.pid}/statm").read_text().split()[1])
+        return pages * PAGE_BYTES / 2**20
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+
+@dataclass(frozen=True)
+class Load:
+    name: str
+    body: bytes
+    headers: dict[str, str]
+    rows: int
+
+
+def make_loads(rows_1: np.ndarray, rows_32: np.ndarray) -> list[Load]:
+    def json_body(rows: np.ndarray) -> bytes:
+        return orjson.dumps({"inputs": [{"name": "input", "shape": list(rows.shape),
+                                         "datatype": "FP32", "data": rows.ravel().tolist()}]})
+
+    header = orjson.dumps({"inputs": [{"name": "input", "shape": list(rows_32.shape),
+                                       "datatype": "FP32",
+                                       "parameters": {"binary_data_size": rows_32.nbytes}}]})
+    return [
+        Load("1-row JSON", json_body(rows_1), {"Content-Type": "application/json"}, 1),
+        Load("32-row JSON", json_body(rows_32), {"Content-Type": "application/json"}, 32),
+        Load("32-row binary", header + rows_32.tobytes(),
+             {"Content-Type": "application/octet-stream",
+              "Inference-Header-Content-Length": str(len(header))}, 32),
+    ]
+
+
+@dataclass
+class Result:
+    requests: int
+    errors: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    cpu_us_per_request: float
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def _latency_ms(text: str, percentile: str) -> float:
+    match = re.search(rf"^\s+{percentile}%\s+([\d.]+)(us|ms|s)\s*$", text, re.MULTILINE)
+    return float(match.group(1)) * _UNITS[match.group(2)] if match else float("nan")
+
+
+def run_wrk(server: Server, path: str, load: Load, connections: int, duration_s: float,
+            work_dir: Path) -> Result:
+    body_file = work_dir / "body.bin"
+    body_file.write_bytes(load.body)
+    script = work_dir / "post.lua"
+    lines = [f'local f = io.open("{body_file}", "rb")', "wrk.body = f:read('*a')", "f:close()",
+             'wrk.method = "POST"']
+    lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in load.headers.items()]
+    script.write_text("\n".join(lines) + "\n")
+    cpu_before = server.cpu_s()
+    completed = subprocess.run(
+        ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{max(1, round(duration_s))}s",
+         "--latency", "--timeout", "10s", "-s", str(script),
+         f"http://127.0.0.1:{server.port}{path}"],
+        capture_output=True, text=True, timeout=duration_s + 60, check=True)
+    cpu = server.cpu_s() - cpu_before
+    text = completed.stdout
+    requests = int(re.search(r"(\d+) requests in", text).group(1))  # type: ignore[union-attr]
+    errors_match = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), "
+                              r"timeout (\d+)", text)
+    errors = int(errors_match.group(1)) if errors_match else 0
+    if socket_errors:
+        errors += sum(int(g) for g in socket_errors.groups())
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
+    return Result(requests, errors, rps, _latency_ms(text, "50"), _latency_ms(text, "99"),
+                  cpu / max(requests, 1) * 1e6)
+
+
+def onnxruntime_call_us(model: bytes | str, rows: np.ndarray, intra_op: int) -> float:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    return time_call(lambda: session.run(None, {"input": rows}), repeats=300) * 1e6
+
+
+def deep_mlp(hidden: int = 16, layers: int = 1000, seed: int = 0) -> bytes:
+    """A deep, narrow MLP: per-operator overhead dominates, so 32 rows cost little more than 1."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    initializers, nodes, previous, width = [], [], "input", 30
+    for i in range(layers):
+        weights = (rng.standard_normal((width, hidden)) / np.sqrt(width)).astype(np.float32)
+        initializers.append(numpy_helper.from_array(weights, f"w{i}"))
+        nodes += [helper.make_node("MatMul", [previous, f"w{i}"], [f"m{i}"]),
+                  helper.make_node("Tanh", [f"m{i}"], [f"t{i}"])]
+        previous, width = f"t{i}", hidden
+    head = (rng.standard_normal((width, 2)) / np.sqrt(width)).astype(np.float32)
+    initializers.append(numpy_helper.from_array(head, "head"))
+    nodes += [helper.make_node("MatMul", [previous, "head"], ["logits"]),
+              helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1)]
+    graph = helper.make_graph(
+        nodes, "mlp", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 30])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 2])],
+        initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return bytes(model.SerializeToString())
+
+
+def write_gateway_config(work_dir: Path, name: str, repository: Path, routing: dict[str, object],
+                         batching: dict[str, object]) -> Path:
+    config_dir = work_dir / name
+    config_dir.mkdir()
+    (config_dir / "routing.yaml").write_text(yaml.safe_dump(routing))
+    config = {"model_repository": str(repository), "routing": "routing.yaml",
+              "execution_provider": "cpu", "batching": batching}
+    (config_dir / "gateway.yaml").write_text(yaml.safe_dump(config))
+    return config_dir / "gateway.yaml"
+
+
+def start_gateway(name: str, config: Path, work_dir: Path) -> Server:
+    port = free_port()
+    return Server(name, [sys.executable, "-m", "gateway", "serve", "--config", str(config),
+                         "--host", "127.0.0.1", "--port", str(port)], port, work_dir)
+
+
+def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    print(f"\n{title}")
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    print("  ".join("-" * w for w in widths))
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+    sys.stdout.flush()
+
+
+def bench_floor(rows_1: np.ndarray, rows_32: np.ndarray) -> dict[int, float]:
+    table, floor = [], {}
+    for rows in (rows_1, rows_32):
+        per_thread = [onnxruntime_call_us(str(MODEL_FILE), rows, n) for n in (1, 2)]
+        floor[len(rows)] = per_thread[0]
+        table.append([str(len(rows)), f"{per_thread[0]:.1f}", f"{per_thread[1]:.1f}"])
+    print_table(f"1. onnxruntime called directly, {MODEL} version 2 (median µs per call)",
+                ["rows", "intra_op=1", "intra_op=2"], table)
+    return floor
+
+
+def bench_gateway_vs_reference(args: argparse.Namespace, loads: list[Load],
+                               floor: dict[int, float], work_dir: Path) -> None:
+    gateway = start_gateway("gateway", ROOT / "config" / "gateway.yaml", work_dir)
+    reference = Server("reference", [sys.executable, str(ROOT / "loadtests" / "reference_app.py"),
+                                     "--model", str(MODEL_FILE), "--port",
+                                     str(reference_port := free_port())], reference_port, work_dir)
+    path = f"/v2/models/{MODEL}/infer"
+    table = []
+    try:
+        for load in loads:
+            for connections in args.connections:
+                g = run_wrk(gateway, path, load, connections, args.duration, work_dir)
+                r = run_wrk(reference, path, load, connections, args.duration, work_dir)
+                overhead_ms = g.p50_ms - floor[load.rows] / 1000
+                table.append([load.name, str(connections),
+                              f"{g.rps:,.0f}", f"{r.rps:,.0f}", f"{g.rps / r.rps:.2f}×",
+                              f"{g.p50_ms:.2f}", f"{r.p50_ms:.2f}", f"{g.p99_ms:.2f}",
+                              f"{r.p99_ms:.2f}", f"{g.cpu_us_per_request:.0f}",
+                              f"{r.cpu_us_per_request:.0f}", f"{overhead_ms:.2f}",
+                              str(g.errors + r.errors)])
+    finally:
+        gateway.stop()
+        reference.stop()
+    print_table(
+        f"2. gateway vs reference app, {args.duration:g} s per cell (wrk; latency in ms, server "
+        "CPU in µs per request; overhead: gateway p50 minus onnxruntime's own call)",
+        ["request", "conns", "gw req/s", "ref req/s", "ratio", "gw p50", "ref p50", "gw p99",
+         "ref p99", "gw CPU", "ref CPU", "overhead", "errors"], table)
+
+
+def bench_batching(args: argparse.Namespace, work_dir: Path) -> None:
+    mlp = deep_mlp()
+    repository = work_dir / "mlp-models"
+    version_dir = repository / "mlp" / "1"
+    version_dir.mkdir(parents=True)
+    (version_dir / "model.onnx").write_bytes(mlp)
+    (version_dir / "manifest.yaml").write_text(yaml.safe_dump(
+        {"sha256": hashlib.sha256(mlp).hexdigest(), "created": "bench",
+         "features": [f"x{i}" for i in range(30)]}))
+    one, batch = (onnxruntime_call_us(mlp, np.random.rand(n, 30).astype(np.float32), 1)
+                  for n in (1, 32))
+    routing = {"models": {"mlp": {"traffic": [{"version": 1, "weight": 100}]}}}
+    row = make_loads(np.random.rand(1, 30).astype(np.float32),
+                     np.random.rand(32, 30).astype(np.float32))[0]
+    table = []
+    for label, batching in (("off", {"max_batch_size": 1}),
+                            ("on", {"max_batch_size": 32, "max_queue_delay_us": 500})):
+        config = write_gateway_config(work_dir, f"mlp-{label}", repository, routing, batching)
+        server = start_gateway(f"gateway-mlp-{label}", config, work_dir)
+        try:
+            result = run_wrk(server, "/v2/models/mlp/infer", row, 64, args.duration, work_dir)
+        finally:
+            server.stop()
+        table.append([label, f"{result.rps:,.0f}", f"{result.p50_ms:.2f}",
+                      f"{result.p99_ms:.2f}", str(result.errors)])
+    table.append(["on/off", f"{parse_rps(table[1]) / parse_rps(table[0]):.2f}×", "", "", ""])
+    print_table(f"3. batching off vs on, 64 connections, 1-row JSON, deep MLP (onnxruntime: "
+                f"{one:.0f} µs per 1-row call, {batch:.0f} µs per 32-row call)",
+                ["batching", "req/s", "p50 ms", "p99 ms", "errors"], table)
+
+
+def parse_rps(row: list[str]) -> float:
+    return float(row[1].replace(",", ""))
+
+
+def bench_memory(args: argparse.Namespace, loads: list[Load], work_dir: Path) -> None:
+    gateway = start_gateway("gateway-memory", ROOT / "config" / "gateway.yaml", work_dir)
+    try:
+        warm = run_wrk(gateway, f"/v2/models/{MODEL}/infer", loads[0], 8, 2, work_dir)
+        before = gateway.rss_mib()
+        served = warm.requests
+        while served < args.memory_requests:
+            served += run_wrk(gateway, f"/v2/models/{MODEL}/infer", loads[0], 64, 10,
+                              work_dir).requests
+        after = gateway.rss_mib()
+    finally:
+        gateway.stop()
+    print_table("4. gateway memory (RSS) across a long run, 1-row JSON at 64 connections",
+                ["requests", "RSS after warm-up MiB", "RSS after MiB", "change"],
+                [[f"{served:,}", f"{before:.1f}", f"{after:.1f}",
+                  f"{(after - before) / before:+.1%}"]])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per cell")
+    parser.add_argument("--connections", type=int, nargs="+", default=[1, 8, 64])
+    parser.add_argument("--memory-requests", type=int, default=200_000,
+                        help="requests for the RSS table (0 skips it)")
+    parser.add_argument("--skip-batching", action="store_true", help="skip table 3")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("make bench needs wrk: apt-get install wrk", file=sys.stderr)
+        return 2
+    print(f"gateway bench, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, "
+          f"onnxruntime {ort.__version__}, Python {sys.version.split()[0]}")
+    rng = np.random.default_rng(0)
+    rows_1, rows_32 = (rng.uniform(0, 30, (n, 30)).astype(np.float32) for n in (1, 32))
+    loads = make_loads(rows_1, rows_32)
+    with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
+        work_dir = Path(tmp)
+        floor = bench_floor(rows_1, rows_32)
+        bench_gateway_vs_reference(args, loads, floor, work_dir)
+        if not args.skip_batching:
+            bench_batching(args, work_dir)
+        if args.memory_requests:
+            bench_memory(args, loads, work_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
