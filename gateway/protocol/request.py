@@ -18,6 +18,8 @@ import orjson
 from gateway.errors import BadRequest
 from gateway.tensors import DATATYPES, Datatype
 
+MAX_RANK = 32
+"""Most dimensions a tensor may declare (NumPy's own limit is 64; ONNX models use a handful)."""
 _INT_KINDS = "iu"
 _FLOAT_KINDS = "iuf"
 
@@ -137,6 +139,9 @@ def _tensor_header(raw: Any, position: int) -> tuple[str, Datatype, list[int], d
             or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
         raise BadRequest(f"input '{name}': 'shape' must be a list of non-negative integers, "
                          f"got {str(shape)[:80]}")
+    if len(shape) > MAX_RANK:
+        raise BadRequest(f"input '{name}': shape has {len(shape)} dimensions; at most "
+                         f"{MAX_RANK} are accepted")
     datatype_name = raw.get("datatype")
     datatype = DATATYPES.get(datatype_name) if isinstance(datatype_name, str) else None
     if datatype is None:

@@ -77,6 +77,8 @@ BAD = {
                      None, "non-negative"),
     "bool dim": (b'{"inputs": [{"name": "x", "shape": [true], "datatype": "FP32", "data": [1]}]}',
                  None, "non-negative"),
+    "too many dimensions": (b'{"inputs": [{"name": "x", "shape": [' + b"1," * 99 + b'1],'
+                            b' "datatype": "FP32", "data": [1]}]}', None, "100 dimensions"),
     "bad datatype": (b'{"inputs": [{"name": "x", "shape": [1], "datatype": "BF16", "data": [1]}]}',
                      None, "not one of"),
     "no data": (b'{"inputs": [{"name": "x", "shape": [1], "datatype": "FP32"}]}', None,
