@@ -100,10 +100,16 @@ class Deployments:
                 self._table.setdefault(model, {})[version] = deployment
 
     def _time_full_batch(self, session: ModelSession) -> float:
+        """Median time of a full-batch call; infinite (so: a thread) when the call fails."""
         rows = self.settings.batching.max_batch_size if session.batchable else 1
         feeds = {name: np.repeat(array, rows, axis=0) if session.batchable else array
                  for name, array in warmup_feeds(session.inputs).items()}
-        return time_call(lambda: session.run(feeds))
+        try:
+            return time_call(lambda: session.run(feeds))
+        except Exception as exc:  # e.g. a graph that rejects zeros; real requests may still work
+            logger.warning("model '%s' version %d: timing a %d-row call failed (%s); its batches "
+                           "will run on a thread", session.model, session.version, rows, exc)
+            return float("inf")
 
     def start_batchers(self) -> None:
         """Give every loaded version its batcher (needs the running event loop)."""

@@ -59,3 +59,4 @@ def test_shipped_repository_loads_with_the_default_settings() -> None:
     table = Deployments(Settings(), repository)
     table.load({MODEL: frozenset({1})})
     assert table.problems() == []
+
