@@ -24,16 +24,8 @@ class BadRequest(GatewayError):
     status = 400
 
 
-class Unauthorized(GatewayError):
-    status = 401
-
-
 class NotFound(GatewayError):
     status = 404
-
-
-class MethodNotAllowed(GatewayError):
-    status = 405
 
 
 class PayloadTooLarge(GatewayError):

@@ -7,7 +7,7 @@ Relative paths in the file are resolved against the folder of the file. Unknown 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -124,8 +124,7 @@ def _build(cls: type[T], raw: Any, where: str) -> T:
     for name, value in raw.items():
         key = f"{where}.{name}" if where else name
         default = getattr(defaults, name)
-        if isinstance(default, (ServerSettings, OrtThreadSettings, BatchingSettings,
-                                DriftSettings, TracingSettings, LimitSettings)):
+        if is_dataclass(default):
             values[name] = _build(type(default), value, key)
         elif name == "models" and cls is DriftSettings:
             if not isinstance(value, dict):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import pytest
@@ -35,27 +36,26 @@ class Recorder:
         return self.session.run(feeds)
 
 
-@pytest.fixture(params=["thread", "inline"], autouse=True)
-def execution(request: pytest.FixtureRequest) -> str:
-    """Every batcher test runs both ways a batch can run."""
-    global EXECUTION
-    EXECUTION = request.param
-    return EXECUTION
+Runner = Callable[[Callable[[Tensors], Tensors], BatchingLimits, Callable[[Batcher], object]],
+                  Coroutine[Any, Any, Any]]
 
 
-EXECUTION = "thread"
+@pytest.fixture(params=["thread", "inline"])
+def run_batcher(request: pytest.FixtureRequest) -> Runner:
+    """Runs `body` against a started batcher; every test runs both ways a batch can run."""
 
+    async def run(recorder: Callable[[Tensors], Tensors], limits: BatchingLimits,
+                  body: Callable[[Batcher], object]) -> Any:
+        with ThreadPoolExecutor(1) as thread:
+            executor = thread if request.param == "thread" else None
+            batcher = Batcher("test", recorder, True, limits, executor, classify_inference_error)
+            batcher.start()
+            try:
+                return await body(batcher)  # type: ignore[misc]
+            finally:
+                await batcher.stop()
 
-async def run_batcher(recorder: Callable[[Tensors], Tensors], limits: BatchingLimits,
-                      body: Callable[[Batcher], object]) -> object:
-    with ThreadPoolExecutor(1) as thread:
-        executor = thread if EXECUTION == "thread" else None
-        batcher = Batcher("test", recorder, True, limits, executor, classify_inference_error)
-        batcher.start()
-        try:
-            return await body(batcher)  # type: ignore[misc]
-        finally:
-            await batcher.stop()
+    return run
 
 
 def submit_all(batcher: Batcher, parts: list[np.ndarray],
@@ -64,7 +64,7 @@ def submit_all(batcher: Batcher, parts: list[np.ndarray],
                           return_exceptions=True)
 
 
-def test_concurrent_requests_merge_into_one_call_and_split_back() -> None:
+def test_concurrent_requests_merge_into_one_call_and_split_back(run_batcher: Runner) -> None:
     recorder = Recorder()
     parts = [sample_rows(n, seed=n) for n in (1, 2, 3, 4)]
 
@@ -80,7 +80,7 @@ def test_concurrent_requests_merge_into_one_call_and_split_back() -> None:
         np.testing.assert_array_equal(result["label"], expected["label"])
 
 
-def test_batches_respect_max_batch_size_and_big_requests_run_alone() -> None:
+def test_batches_respect_max_batch_size_and_big_requests_run_alone(run_batcher: Runner) -> None:
     recorder = Recorder()
     parts = [sample_rows(3, seed=i) for i in range(5)] + [sample_rows(9)]
 
@@ -93,7 +93,7 @@ def test_batches_respect_max_batch_size_and_big_requests_run_alone() -> None:
     assert recorder.calls == [6, 6, 3, 9]
 
 
-def test_batching_off_runs_each_request_alone() -> None:
+def test_batching_off_runs_each_request_alone(run_batcher: Runner) -> None:
     recorder = Recorder()
 
     async def body(batcher: Batcher) -> list[object]:
@@ -103,7 +103,7 @@ def test_batching_off_runs_each_request_alone() -> None:
     assert recorder.calls == [2, 2, 2, 2]
 
 
-def test_a_full_queue_refuses_at_once() -> None:
+def test_a_full_queue_refuses_at_once(run_batcher: Runner) -> None:
     async def body(batcher: Batcher) -> list[object]:
         return await submit_all(batcher, [sample_rows(1, seed=i) for i in range(5)])
 
@@ -113,7 +113,7 @@ def test_a_full_queue_refuses_at_once() -> None:
     assert sum(isinstance(r, dict) for r in results) == 3
 
 
-def test_a_request_past_its_deadline_gets_504_and_others_are_served() -> None:
+def test_a_request_past_its_deadline_gets_504_and_others_are_served(run_batcher: Runner) -> None:
     async def body(batcher: Batcher) -> list[object]:
         slow = batcher.submit({"input": sample_rows(1)}, 1, 1_000)  # 1 ms, queue waits 100 ms
         fine = batcher.submit({"input": sample_rows(1)}, 1, None)
@@ -124,7 +124,7 @@ def test_a_request_past_its_deadline_gets_504_and_others_are_served() -> None:
     assert isinstance(served, dict)
 
 
-def test_a_failing_merged_call_is_retried_one_by_one() -> None:
+def test_a_failing_merged_call_is_retried_one_by_one(run_batcher: Runner) -> None:
     poison = np.full((1, 30), 666.0, np.float32)
     recorder = Recorder(fail_when=lambda feeds: bool((feeds["input"] == 666.0).any()))
     parts = [sample_rows(1, seed=1), poison, sample_rows(2, seed=2)]
@@ -138,7 +138,7 @@ def test_a_failing_merged_call_is_retried_one_by_one() -> None:
     assert isinstance(results[1], InferenceFailed) and "model fault" in results[1].message
 
 
-def test_stop_finishes_queued_requests_and_then_refuses() -> None:
+def test_stop_finishes_queued_requests_and_then_refuses(run_batcher: Runner) -> None:
     async def body(batcher: Batcher) -> tuple[list[object], object]:
         queued = submit_all(batcher, [sample_rows(1, seed=i) for i in range(6)])
         await asyncio.sleep(0)
@@ -153,7 +153,7 @@ def test_stop_finishes_queued_requests_and_then_refuses() -> None:
     assert isinstance(late, Unavailable) and "shutting down" in late.message
 
 
-def test_a_cancelled_caller_does_not_block_the_queue() -> None:
+def test_a_cancelled_caller_does_not_block_the_queue(run_batcher: Runner) -> None:
     recorder = Recorder()
 
     async def body(batcher: Batcher) -> object:
@@ -168,7 +168,7 @@ def test_a_cancelled_caller_does_not_block_the_queue() -> None:
 
 
 @pytest.mark.parametrize("rows", [0, 1])
-def test_empty_and_single_rows(rows: int) -> None:
+def test_empty_and_single_rows(rows: int, run_batcher: Runner) -> None:
     async def body(batcher: Batcher) -> object:
         return await batcher.submit({"input": sample_rows(rows)}, rows, None)
 
@@ -176,7 +176,7 @@ def test_empty_and_single_rows(rows: int) -> None:
     assert isinstance(result, dict) and result["label"].shape == (rows,)
 
 
-def test_no_request_starves_behind_later_ones() -> None:
+def test_no_request_starves_behind_later_ones(run_batcher: Runner) -> None:
     """Mixed sizes that cannot share a batch are still answered in arrival order."""
     recorder = Recorder()
     sizes = [1 if i % 2 else 31 for i in range(40)]
@@ -195,7 +195,8 @@ def test_no_request_starves_behind_later_ones() -> None:
 
 
 @pytest.mark.parametrize("output_shape", [(), (4,), (3, 2)])
-def test_outputs_of_any_rank_split_back_per_request(output_shape: tuple[int, ...]) -> None:
+def test_outputs_of_any_rank_split_back_per_request(output_shape: tuple[int, ...],
+                                                    run_batcher: Runner) -> None:
     """A batch-major output of any rank is split by rows; each caller gets its own rows."""
 
     calls: list[int] = []
