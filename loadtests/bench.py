@@ -1,17 +1,19 @@
 """`make bench`: the gateway against onnxruntime called directly and against a minimal reference
 app (loadtests/reference_app.py), in one run on this machine, under the same load from wrk.
 
-Prints four tables:
+Prints five tables:
 1. onnxruntime's own time per call (the floor), by rows and intra-op threads;
 2. gateway vs reference at 1, 8 and 64 connections for a 1-row JSON, a 32-row JSON and a 32-row
-   binary request: req/s, p50, p99, server CPU per request, the ratio, and the gateway's p50
-   overhead over onnxruntime's own call;
-3. batching on vs off at 64 connections on a deep, narrow MLP built here, whose 32-row call
+   binary request, at full load: req/s, p50, p99, server CPU per request, and the ratio;
+3. the same requests at a paced rate over 8 connections, below saturation, where latency is what
+   the server adds rather than time queued: p50, p99, and the gateway's p50 over onnxruntime's;
+4. batching on vs off at 64 connections on a deep, narrow MLP built here, whose 32-row call
    costs little more than a 1-row call;
-4. the gateway's RSS before and after a long run (200,000 requests by default).
+5. the gateway's RSS before and after a long run (200,000 requests by default).
 
 Absolute figures depend on the machine and its load; the ratios measured in one run are what count.
-Needs wrk (Debian: apt-get install wrk). Loopback only; every run is bounded in time.
+Drives the load with wrk (Debian: apt-get install wrk), else with locust. Loopback only; every
+run is bounded in time.
 """
 
 from __future__ import annotations
@@ -158,6 +160,92 @@ def run_wrk(server: Server, path: str, load: Load, connections: int, duration_s:
                   cpu / max(requests, 1) * 1e6)
 
 
+_LOCUSTFILE = """
+from pathlib import Path
+from locust import FastHttpUser, task
+
+BODY = Path({body!r}).read_bytes()
+HEADERS = {headers!r}
+
+
+class Caller(FastHttpUser):
+    @task
+    def infer(self):
+        self.client.post({path!r}, data=BODY, headers=HEADERS, name="infer")
+"""
+
+
+def run_locust(server: Server, path: str, load: Load, connections: int, duration_s: float,
+               work_dir: Path) -> Result:
+    """The fallback driver when wrk is missing: locust's FastHttpUser, headless and bounded."""
+    body_file = work_dir / "body.bin"
+    body_file.write_bytes(load.body)
+    locustfile = work_dir / "bench_locustfile.py"
+    locustfile.write_text(_LOCUSTFILE.format(body=str(body_file), headers=load.headers,
+                                             path=path))
+    csv_prefix = work_dir / "locust"
+    cpu_before = server.cpu_s()
+    subprocess.run(
+        [sys.executable, "-m", "locust", "-f", str(locustfile), "--headless",
+         "--host", f"http://127.0.0.1:{server.port}", "--users", str(connections),
+         "--spawn-rate", str(connections), "--run-time", f"{max(1, round(duration_s))}s",
+         "--only-summary", "--csv", str(csv_prefix)],
+        capture_output=True, text=True, timeout=duration_s + 60, check=False)
+    cpu = server.cpu_s() - cpu_before
+    import csv
+
+    with open(f"{csv_prefix}_stats.csv", newline="") as stats_file:
+        total = next(row for row in csv.DictReader(stats_file) if row["Name"] == "Aggregated")
+    requests = int(total["Request Count"])
+    return Result(requests, int(total["Failure Count"]), float(total["Requests/s"]),
+                  float(total["50%"]), float(total["99%"]), cpu / max(requests, 1) * 1e6)
+
+
+def paced_latency_ms(server: Server, path: str, load: Load, connections: int,
+                     rate_per_s: float, duration_s: float) -> tuple[float, float, int]:
+    """p50 and p99 latency (ms) and errors at a fixed request rate, well below saturation.
+
+    wrk keeps every connection busy, so at its load the latency is mostly time spent queued;
+    paced requests show what the server itself adds to a call. Raw HTTP/1.1 over keep-alive
+    connections from this process, so the client's own time is included (a conservative bias).
+    """
+    import asyncio
+
+    head = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", f"Content-Length: {len(load.body)}"]
+    head += [f"{k}: {v}" for k, v in load.headers.items()]
+    request = ("\r\n".join(head) + "\r\n\r\n").encode() + load.body
+    latencies: list[float] = []
+    errors = 0
+
+    async def connection(offset_s: float, end: float) -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        interval = connections / rate_per_s
+        next_send = time.perf_counter() + offset_s
+        while next_send < end:
+            await asyncio.sleep(max(0.0, next_send - time.perf_counter()))
+            start = time.perf_counter()
+            writer.write(request)
+            status_line = await reader.readline()
+            length = 0
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            await reader.readexactly(length)
+            latencies.append(time.perf_counter() - start)
+            errors += not status_line.startswith(b"HTTP/1.1 200")
+            next_send = max(next_send + interval, time.perf_counter())
+        writer.close()
+
+    async def run() -> None:
+        end = time.perf_counter() + duration_s
+        await asyncio.gather(*(connection(i / rate_per_s, end) for i in range(connections)))
+
+    asyncio.run(run())
+    ordered = np.sort(np.array(latencies)) * 1e3
+    return float(np.percentile(ordered, 50)), float(np.percentile(ordered, 99)), errors
+
+
 def onnxruntime_call_us(model: bytes | str, rows: np.ndarray, intra_op: int) -> float:
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op
@@ -236,27 +324,36 @@ def bench_gateway_vs_reference(args: argparse.Namespace, loads: list[Load],
                                      "--model", str(MODEL_FILE), "--port",
                                      str(reference_port := free_port())], reference_port, work_dir)
     path = f"/v2/models/{MODEL}/infer"
-    table = []
+    saturated, paced = [], []
     try:
         for load in loads:
             for connections in args.connections:
-                g = run_wrk(gateway, path, load, connections, args.duration, work_dir)
-                r = run_wrk(reference, path, load, connections, args.duration, work_dir)
-                overhead_ms = g.p50_ms - floor[load.rows] / 1000
-                table.append([load.name, str(connections),
-                              f"{g.rps:,.0f}", f"{r.rps:,.0f}", f"{g.rps / r.rps:.2f}×",
-                              f"{g.p50_ms:.2f}", f"{r.p50_ms:.2f}", f"{g.p99_ms:.2f}",
-                              f"{r.p99_ms:.2f}", f"{g.cpu_us_per_request:.0f}",
-                              f"{r.cpu_us_per_request:.0f}", f"{overhead_ms:.2f}",
-                              str(g.errors + r.errors)])
+                g = args.drive(gateway, path, load, connections, args.duration, work_dir)
+                r = args.drive(reference, path, load, connections, args.duration, work_dir)
+                saturated.append([load.name, str(connections),
+                                  f"{g.rps:,.0f}", f"{r.rps:,.0f}", f"{g.rps / r.rps:.2f}×",
+                                  f"{g.p50_ms:.2f}", f"{r.p50_ms:.2f}", f"{g.p99_ms:.2f}",
+                                  f"{r.p99_ms:.2f}", f"{g.cpu_us_per_request:.0f}",
+                                  f"{r.cpu_us_per_request:.0f}", str(g.errors + r.errors)])
+            g50, g99, g_errors = paced_latency_ms(gateway, path, load, 8, args.paced_rate,
+                                                  args.duration)
+            r50, r99, r_errors = paced_latency_ms(reference, path, load, 8, args.paced_rate,
+                                                  args.duration)
+            paced.append([load.name, f"{g50:.3f}", f"{r50:.3f}", f"{g99:.3f}", f"{r99:.3f}",
+                          f"{g50 - floor[load.rows] / 1000:.3f}", str(g_errors + r_errors)])
     finally:
         gateway.stop()
         reference.stop()
     print_table(
-        f"2. gateway vs reference app, {args.duration:g} s per cell (wrk; latency in ms, server "
-        "CPU in µs per request; overhead: gateway p50 minus onnxruntime's own call)",
+        f"2. gateway vs reference app at full load, {args.duration:g} s per cell "
+        f"({args.drive.__name__.removeprefix('run_')}; latency in ms, server CPU in µs per "
+        "request)",
         ["request", "conns", "gw req/s", "ref req/s", "ratio", "gw p50", "ref p50", "gw p99",
-         "ref p99", "gw CPU", "ref CPU", "overhead", "errors"], table)
+         "ref p99", "gw CPU", "ref CPU", "errors"], saturated)
+    print_table(
+        f"3. latency at a paced {args.paced_rate:g} req/s over 8 connections, below saturation "
+        "(ms; overhead: gateway p50 minus onnxruntime's own call; client time included)",
+        ["request", "gw p50", "ref p50", "gw p99", "ref p99", "gw overhead", "errors"], paced)
 
 
 def bench_batching(args: argparse.Namespace, work_dir: Path) -> None:
@@ -279,13 +376,13 @@ def bench_batching(args: argparse.Namespace, work_dir: Path) -> None:
         config = write_gateway_config(work_dir, f"mlp-{label}", repository, routing, batching)
         server = start_gateway(f"gateway-mlp-{label}", config, work_dir)
         try:
-            result = run_wrk(server, "/v2/models/mlp/infer", row, 64, args.duration, work_dir)
+            result = args.drive(server, "/v2/models/mlp/infer", row, 64, args.duration, work_dir)
         finally:
             server.stop()
         table.append([label, f"{result.rps:,.0f}", f"{result.p50_ms:.2f}",
                       f"{result.p99_ms:.2f}", str(result.errors)])
     table.append(["on/off", f"{parse_rps(table[1]) / parse_rps(table[0]):.2f}×", "", "", ""])
-    print_table(f"3. batching off vs on, 64 connections, 1-row JSON, deep MLP (onnxruntime: "
+    print_table(f"4. batching off vs on, 64 connections, 1-row JSON, deep MLP (onnxruntime: "
                 f"{one:.0f} µs per 1-row call, {batch:.0f} µs per 32-row call)",
                 ["batching", "req/s", "p50 ms", "p99 ms", "errors"], table)
 
@@ -297,16 +394,16 @@ def parse_rps(row: list[str]) -> float:
 def bench_memory(args: argparse.Namespace, loads: list[Load], work_dir: Path) -> None:
     gateway = start_gateway("gateway-memory", ROOT / "config" / "gateway.yaml", work_dir)
     try:
-        warm = run_wrk(gateway, f"/v2/models/{MODEL}/infer", loads[0], 8, 2, work_dir)
+        warm = args.drive(gateway, f"/v2/models/{MODEL}/infer", loads[0], 8, 2, work_dir)
         before = gateway.rss_mib()
         served = warm.requests
         while served < args.memory_requests:
-            served += run_wrk(gateway, f"/v2/models/{MODEL}/infer", loads[0], 64, 10,
-                              work_dir).requests
+            served += args.drive(gateway, f"/v2/models/{MODEL}/infer", loads[0], 64, 10,
+                                 work_dir).requests
         after = gateway.rss_mib()
     finally:
         gateway.stop()
-    print_table("4. gateway memory (RSS) across a long run, 1-row JSON at 64 connections",
+    print_table("5. gateway memory (RSS) across a long run, 1-row JSON at 64 connections",
                 ["requests", "RSS after warm-up MiB", "RSS after MiB", "change"],
                 [[f"{served:,}", f"{before:.1f}", f"{after:.1f}",
                   f"{(after - before) / before:+.1%}"]])
@@ -318,11 +415,14 @@ def main() -> int:
     parser.add_argument("--connections", type=int, nargs="+", default=[1, 8, 64])
     parser.add_argument("--memory-requests", type=int, default=200_000,
                         help="requests for the RSS table (0 skips it)")
-    parser.add_argument("--skip-batching", action="store_true", help="skip table 3")
+    parser.add_argument("--paced-rate", type=float, default=1000.0,
+                        help="request rate of the paced latency table, per second")
+    parser.add_argument("--skip-batching", action="store_true", help="skip table 4")
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        print("make bench needs wrk: apt-get install wrk", file=sys.stderr)
-        return 2
+    args.drive = run_wrk if shutil.which("wrk") else run_locust
+    if args.drive is run_locust:
+        print("wrk is not installed (apt-get install wrk); driving the load with locust, "
+              "which saturates before the servers do: compare ratios only", file=sys.stderr)
     print(f"gateway bench, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, "
           f"onnxruntime {ort.__version__}, Python {sys.version.split()[0]}")
     rng = np.random.default_rng(0)

@@ -1,7 +1,8 @@
 """A dynamic batcher per loaded model version.
 
 Requests wait in a bounded queue. One worker per version takes the first request, waits up to
-`max_queue_delay_us` for company (never when the queue already holds a full batch), merges the
+`max_queue_delay_us` for company (never when the queue already holds a full batch, and only while
+requests arrive faster than that delay: see `_worth_waiting`), merges the
 waiting requests along the first dimension into one onnxruntime call, and splits the outputs back.
 A full queue refuses at once (503); a request whose deadline passes while queued gets 504; a request
 larger than `max_batch_size` runs alone; if a merged call fails, its requests are retried one by
@@ -16,6 +17,7 @@ where the hop to a thread would cost more than the call. `choose_execution` pick
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -28,6 +30,14 @@ import numpy as np
 from gateway.errors import GatewayError, QueueTimeout, Unavailable
 
 logger = logging.getLogger("gateway.batching")
+
+_GAP_WEIGHT = 0.1
+"""Weight of the newest inter-arrival gap in the moving average."""
+_GAP_CAP_S = 1.0
+"""Gaps are counted at most this long, so an idle spell does not hide the next burst for long."""
+_TIMER_RESOLUTION_S = 0.002
+"""Event-loop timers fire in whole milliseconds (uvloop rounds a 500 µs wait down to zero), so
+the last stretch of a wait shorter than this polls the loop instead of setting a timer."""
 
 Tensors = dict[str, np.ndarray]
 RunFunction = Callable[[Tensors], Tensors]
@@ -69,6 +79,9 @@ class Batcher:
         self._wakeup = asyncio.Event()
         self._closing = False
         self._worker: asyncio.Task[None] | None = None
+        self._last_arrival_s: float | None = None
+        self._mean_gap_s = float("inf")
+        """Moving average of the time between arrivals; infinite until two have arrived."""
 
     @property
     def queued(self) -> int:
@@ -97,6 +110,11 @@ class Batcher:
             if all(s and s[0] == rows for s in shapes):
                 merge_key = tuple(s[1:] for s in shapes)
         now = time.perf_counter()
+        if self._last_arrival_s is not None:
+            gap = min(now - self._last_arrival_s, _GAP_CAP_S)
+            self._mean_gap_s = (gap if self._mean_gap_s == float("inf")
+                                else self._mean_gap_s + _GAP_WEIGHT * (gap - self._mean_gap_s))
+        self._last_arrival_s = now
         deadline = now + timeout_us / 1e6 if timeout_us else None
         future: asyncio.Future[Tensors] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(inputs, rows, merge_key, deadline, future, now))
@@ -113,7 +131,7 @@ class Batcher:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            if self._batchable and self._queue[0].merge_key is not None:
+            if self._worth_waiting():
                 await self._wait_for_company()
             batch = self._take_batch()
             if not batch:
@@ -125,17 +143,29 @@ class Batcher:
             for item, (result, error) in zip(batch, outcomes, strict=True):
                 _resolve(item.future, result, error)
 
+    def _worth_waiting(self) -> bool:
+        """Wait for company only when it is likely to come within the delay.
+
+        `max_queue_delay_us` is the longest a request may wait, not a toll every request pays: a
+        lone request at low load (requests arriving further apart than the delay) runs at once,
+        since waiting would only add latency; under load the queue gathers company as configured.
+        """
+        return (self._batchable and self._queue[0].merge_key is not None
+                and self._queued_rows < self._limits.max_batch_size
+                and self._mean_gap_s < self._delay_s)
+
     async def _wait_for_company(self) -> None:
         first = self._queue[0]
         while self._queued_rows < self._limits.max_batch_size and not self._closing:
             remaining = first.enqueued_s + self._delay_s - time.perf_counter()
             if remaining <= 0:
                 return
+            if remaining < _TIMER_RESOLUTION_S:
+                await asyncio.sleep(0)  # one loop pass: reads whatever requests have arrived
+                continue
             self._wakeup.clear()
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), remaining)
-            except TimeoutError:
-                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), remaining - _TIMER_RESOLUTION_S / 2)
 
     def _take_batch(self) -> list[_Pending]:
         """Pop the next batch: the head, then followers of the same shape while rows fit."""

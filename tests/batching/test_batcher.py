@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -219,3 +220,47 @@ def test_outputs_of_any_rank_split_back_per_request(output_shape: tuple[int, ...
         assert result["y"].shape == (len(part), *output_shape)
         np.testing.assert_array_equal(result["y"].reshape(len(part), -1)[:, 0], part[:, 0])
 
+
+
+def test_a_lone_request_at_low_load_does_not_wait_for_company(run_batcher: Runner) -> None:
+    """No arrivals to expect company from: a 10-second delay is not paid."""
+
+    async def body(batcher: Batcher) -> object:
+        return await asyncio.wait_for(batcher.submit({"input": sample_rows(1)}, 1, None), 5.0)
+
+    result = asyncio.run(run_batcher(Recorder(), BatchingLimits(32, 10_000_000, 8), body))
+    assert isinstance(result, dict)
+
+
+def test_under_load_a_request_waits_for_company_that_arrives_within_the_delay(
+        run_batcher: Runner) -> None:
+    recorder = Recorder()
+
+    async def body(batcher: Batcher) -> None:
+        await submit_all(batcher, [sample_rows(1, seed=i) for i in range(4)])  # a burst
+        first = asyncio.ensure_future(batcher.submit({"input": sample_rows(1)}, 1, None))
+        await asyncio.sleep(0.01)
+        await batcher.submit({"input": sample_rows(2)}, 2, None)
+        await first
+
+    asyncio.run(run_batcher(recorder, BatchingLimits(32, 200_000, 8), body))
+    assert recorder.calls == [4, 3]  # the late one joined the waiting one
+
+
+def test_sub_millisecond_delays_are_honoured(run_batcher: Runner) -> None:
+    """Event-loop timers have millisecond resolution; an 800 µs wait must not round to zero."""
+
+    async def body(batcher: Batcher) -> float:
+        await submit_all(batcher, [sample_rows(1, seed=i) for i in range(4)])
+        start = time.perf_counter()
+        await batcher.submit({"input": sample_rows(1)}, 1, None)
+        return time.perf_counter() - start
+
+    async def measure() -> float:
+        return await run_batcher(Recorder(), BatchingLimits(32, 800, 8), body)  # type: ignore
+
+    import uvloop
+
+    for runner in (asyncio.run, uvloop.run):
+        elapsed = runner(measure())
+        assert elapsed >= 0.0008

@@ -149,6 +149,9 @@ def test_full_queue_answers_503_with_retry_after(write_config: ConfigWriter,
     # One place in the queue, and its first request waits 3 s for company: the next is refused.
     server = start(write_config(batching={"max_queue_size": 1, "max_queue_delay_us": 3_000_000,
                                           "max_batch_size": 32}))
+    # A first request runs at once (no arrivals yet to expect company from) and starts the
+    # arrival history that makes the next one wait for company.
+    assert server.request("POST", INFER, infer_body(sample_rows(1))).status == 200
     replies: list[Reply] = []
     waiting = _infer_in_thread(server, infer_body(sample_rows(1)), replies)
     time.sleep(0.5)
@@ -161,6 +164,7 @@ def test_full_queue_answers_503_with_retry_after(write_config: ConfigWriter,
 
 def test_timeout_in_the_queue_answers_504(write_config: ConfigWriter, start: Start) -> None:
     server = start(write_config(batching={"max_queue_delay_us": 500_000, "max_batch_size": 32}))
+    assert server.request("POST", INFER, infer_body(sample_rows(1))).status == 200  # see above
     body = infer_body(sample_rows(1), parameters={"timeout": 1000})  # 1 ms, as tritonclient sends
     assert_error(server.request("POST", INFER, body), 504, "timeout")
     assert server.request("POST", INFER, infer_body(sample_rows(1))).status == 200

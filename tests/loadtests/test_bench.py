@@ -21,9 +21,9 @@ def test_bench_runs_and_prints_its_tables() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     for title in ("1. onnxruntime called directly", "2. gateway vs reference app",
-                  "3. batching off vs on", "4. gateway memory"):
+                  "3. latency at a paced", "4. batching off vs on", "5. gateway memory"):
         assert title in out
-    table = out.split("2. gateway vs reference app")[1].split("3. batching")[0]
+    table = out.split("2. gateway vs reference app")[1].split("3. latency")[0]
     rows = [line.split() for line in table.splitlines() if line.startswith(("1-row", "32-row"))]
     assert len(rows) == 6  # three requests at two connection counts
     assert all(row[-1] == "0" for row in rows), table  # no request failed
