@@ -34,6 +34,10 @@ logger = logging.getLogger("gateway.batching")
 _GAP_WEIGHT = 0.1
 """Weight of the newest inter-arrival gap in the moving average."""
 _GAP_CAP_S = 1.0
+_YIELD_WEIGHT = 0.2
+"""Weight of the newest wait's outcome in the moving average of company gained per wait."""
+_PROBE_EVERY = 16
+"""While waits gain no company, still wait once in this many batches, to notice load coming."""
 """Gaps are counted at most this long, so an idle spell does not hide the next burst for long."""
 _TIMER_RESOLUTION_S = 0.002
 """Event-loop timers fire in whole milliseconds (uvloop rounds a 500 µs wait down to zero), so
@@ -82,6 +86,9 @@ class Batcher:
         self._last_arrival_s: float | None = None
         self._mean_gap_s = float("inf")
         """Moving average of the time between arrivals; infinite until two have arrived."""
+        self._wait_yield = 1.0
+        """Moving average of the requests that joined during a wait for company."""
+        self._skipped_waits = 0
 
     @property
     def queued(self) -> int:
@@ -132,7 +139,10 @@ class Batcher:
                 await self._wakeup.wait()
                 continue
             if self._worth_waiting():
+                before = len(self._queue)
                 await self._wait_for_company()
+                joined = len(self._queue) - before
+                self._wait_yield += _YIELD_WEIGHT * (joined - self._wait_yield)
             batch = self._take_batch()
             if not batch:
                 continue
@@ -148,11 +158,18 @@ class Batcher:
 
         `max_queue_delay_us` is the longest a request may wait, not a toll every request pays: a
         lone request at low load (requests arriving further apart than the delay) runs at once,
-        since waiting would only add latency; under load the queue gathers company as configured.
+        and so does one whose company cannot come (callers that each wait for their answer before
+        sending again: recent waits gained nobody; one wait in `_PROBE_EVERY` still tries, to
+        notice load coming). Under load the queue gathers company as configured.
         """
-        return (self._batchable and self._queue[0].merge_key is not None
+        if not (self._batchable and self._queue[0].merge_key is not None
                 and self._queued_rows < self._limits.max_batch_size
-                and self._mean_gap_s < self._delay_s)
+                and self._mean_gap_s < self._delay_s):
+            return False
+        if self._wait_yield >= 0.5:
+            return True
+        self._skipped_waits += 1
+        return self._skipped_waits % _PROBE_EVERY == 0
 
     async def _wait_for_company(self) -> None:
         first = self._queue[0]

@@ -264,3 +264,20 @@ def test_sub_millisecond_delays_are_honoured(run_batcher: Runner) -> None:
     for runner in (asyncio.run, uvloop.run):
         elapsed = runner(measure())
         assert elapsed >= 0.0008
+
+
+def test_a_caller_that_waits_for_each_answer_stops_paying_the_delay(
+        run_batcher: Runner) -> None:
+    """One closed-loop caller arrives faster than the delay, but no company can ever come:
+    after a few fruitless waits the batcher stops waiting (40 waits would take 2 s)."""
+
+    rows = sample_rows(40)
+
+    async def body(batcher: Batcher) -> float:
+        start = time.perf_counter()
+        for i in range(40):
+            await batcher.submit({"input": rows[i:i + 1]}, 1, None)
+        return time.perf_counter() - start
+
+    elapsed = asyncio.run(run_batcher(Recorder(), BatchingLimits(32, 50_000, 8), body))
+    assert isinstance(elapsed, float) and elapsed < 1.0
