@@ -5,23 +5,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.routing import BaseRoute
 
+from gateway.batching.batcher import RunFunction
 from gateway.deployments import Deployments, needed_versions
 from gateway.errors import GatewayError
+from gateway.http.admin import Admin
 from gateway.http.endpoints import Endpoints
 from gateway.http.middleware import RequestIdMiddleware
 from gateway.http.responses import on_gateway_error, on_http_exception, on_unexpected_error
-from gateway.routing.policy import Policy, PolicyError, parse_policy
+from gateway.observability.metrics import GatewayMetrics
+from gateway.rollout import Rollout, read_policy_file
+from gateway.routing.policy import Policy, parse_policy
+from gateway.routing.shadow import ShadowRunner, ShadowTarget
+from gateway.routing.watch import watch_folder_of
 from gateway.runtime.repository import Repository, scan_repository
 from gateway.settings import Settings
 
 logger = logging.getLogger("gateway")
+ADMIN_TOKEN_VARIABLE = "GATEWAY_ADMIN_TOKEN"
 
 
 @dataclass
@@ -34,44 +43,63 @@ class Gateway:
     deployments: Deployments
 
 
-def read_policy(settings: Settings, repository: Repository) -> Policy:
-    """The routing policy from its file; ConfigError (PolicyError) when missing or invalid."""
-    try:
-        text = settings.routing.read_text()
-    except OSError as exc:
-        raise PolicyError(f"{settings.routing}: cannot read the routing policy "
-                          f"({exc.strerror})") from exc
-    return parse_policy(text, repository)
-
-
 def build_gateway(settings: Settings) -> Gateway:
     """Scan the repository and read the policy; models load at start-up (see `create_app`)."""
     repository = scan_repository(settings.model_repository)
-    policy = read_policy(settings, repository)
+    policy = parse_policy(read_policy_file(settings.routing), repository)
     return Gateway(settings, repository, policy, Deployments(settings, repository))
 
 
-def create_app(settings: Settings) -> Starlette:
+def _shadow_target(deployments: Deployments) -> ShadowTarget:
+    def target(model: str, version: int) -> tuple[RunFunction, str | None] | None:
+        found = deployments.versions_of(model).get(version)
+        if found is None or found.session is None:
+            return None
+        return found.session.run, found.label_output
+    return target
+
+
+def create_app(settings: Settings, admin_token: str | None = None) -> Starlette:
+    """The ASGI app; `admin_token` defaults to env GATEWAY_ADMIN_TOKEN (no token: no admin)."""
     gateway = build_gateway(settings)
+    metrics = GatewayMetrics()
+    deployments = gateway.deployments
+    shadow = ShadowRunner(_shadow_target(deployments), metrics.count_shadow)
+    rollout = Rollout(settings.routing, settings.model_repository, gateway.policy, deployments,
+                      metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await asyncio.to_thread(gateway.deployments.load,
+        await asyncio.to_thread(deployments.load,
                                 needed_versions(gateway.policy, gateway.repository))
-        gateway.deployments.start_batchers()
-        for problem in gateway.deployments.problems():
+        deployments.start_batchers()
+        for problem in deployments.problems():
             logger.error("not serving %s", problem)
+        rollout.publish()
+        shadow.start()
+        stop = asyncio.Event()
+        watcher = asyncio.create_task(
+            watch_folder_of(settings.routing, rollout.reload, stop), name="watch")
         try:
             yield
         finally:
-            await gateway.deployments.stop()
+            stop.set()
+            await watcher
+            await shadow.stop()
+            await rollout.stop()
+            await deployments.stop()
 
+    routes: list[BaseRoute] = list(Endpoints(deployments, rollout, metrics, shadow).routes())
+    token = admin_token if admin_token is not None else os.environ.get(ADMIN_TOKEN_VARIABLE)
+    if token:
+        routes += Admin(rollout, token).routes()
     app = Starlette(
-        routes=Endpoints(gateway.deployments).routes(),
+        routes=routes,
         middleware=[Middleware(RequestIdMiddleware)],
         exception_handlers={GatewayError: on_gateway_error, HTTPException: on_http_exception,
                             Exception: on_unexpected_error},
         lifespan=lifespan,
     )
     app.state.gateway = gateway
+    app.state.rollout = rollout
     return app

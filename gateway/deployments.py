@@ -8,6 +8,7 @@ cannot load, a failed warm-up) is kept with its reason and answers 503; the othe
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ class Deployment:
     execution: str = ""
     """Where its batches run: inline or thread (see gateway.batching.execution)."""
     thread: ThreadPoolExecutor | None = None
+    inflight: int = 0
+    """Requests holding this deployment between lookup and answer (unload waits for zero)."""
 
     @property
     def name(self) -> str:
@@ -49,6 +52,15 @@ class Deployment:
     @property
     def ready(self) -> bool:
         return self.session is not None and self.batcher is not None
+
+    @property
+    def label_output(self) -> str | None:
+        """The output holding the predicted label (classifiers), from the manifest or by name."""
+        outputs = self.entry.manifest.get("outputs")
+        if isinstance(outputs, dict) and isinstance(outputs.get("label"), str):
+            return str(outputs["label"])
+        names = [spec.name for spec in self.session.outputs] if self.session else []
+        return "label" if "label" in names else None
 
 
 def needed_versions(policy: Policy, repository: Repository) -> dict[str, frozenset[int]]:
@@ -79,17 +91,22 @@ class Deployments:
         self.settings = settings
         self.repository = repository
         self._table: dict[str, dict[int, Deployment]] = {}
+        self._ready: dict[str, frozenset[int]] = {}
         self._providers = choose_providers(settings.execution_provider,
                                            ort.get_available_providers())
 
-    def load(self, needed: dict[str, frozenset[int]]) -> None:
-        """Load every needed version that is not loaded yet (blocking: run off the event loop)."""
+    def load(self, needed: dict[str, frozenset[int]],
+             repository: Repository | None = None) -> list[Deployment]:
+        """Load every needed version that is not loaded yet (blocking: run off the event loop);
+        the new deployments, failed ones included."""
+        repository = repository or self.repository
         threads = self.settings.ort_threads
+        added = []
         for model, versions in needed.items():
             for version in sorted(versions):
                 if version in self._table.get(model, {}):
                     continue
-                deployment = Deployment(self.repository[model][version])
+                deployment = Deployment(repository[model][version])
                 try:
                     deployment.session = load_session(deployment.entry, self._providers,
                                                       threads.intra_op, threads.inter_op)
@@ -98,6 +115,26 @@ class Deployments:
                     deployment.error = str(exc)
                     logger.error("%s failed to load: %s", deployment.name, exc)
                 self._table.setdefault(model, {})[version] = deployment
+                added.append(deployment)
+        return added
+
+    def remove(self, model: str, version: int) -> Deployment | None:
+        """Take a version out of the table: new lookups no longer find it."""
+        removed = self._table.get(model, {}).pop(version, None)
+        self._refresh_ready()
+        return removed
+
+    async def unload_when_idle(self, deployment: Deployment, poll_s: float = 0.05) -> None:
+        """Stop a removed version's batcher and thread once no request holds it."""
+        # A counter, not an event: the request path only adds and subtracts, and this rare wait
+        # polls instead of making every request signal.
+        while deployment.inflight:  # noqa: ASYNC110
+            await asyncio.sleep(poll_s)
+        if deployment.batcher is not None:
+            await deployment.batcher.stop()
+        if deployment.thread is not None:
+            deployment.thread.shutdown(wait=False)
+        logger.info("%s unloaded: the routing policy no longer names it", deployment.name)
 
     def _time_full_batch(self, session: ModelSession) -> float:
         """Median time of a full-batch call; infinite (so: a thread) when the call fails."""
@@ -132,6 +169,7 @@ class Deployments:
                                          deployment.session.batchable, limits,
                                          deployment.thread, classify_inference_error)
             deployment.batcher.start()
+        self._refresh_ready()
 
     async def stop(self) -> None:
         """Finish every queued request, then stop the batchers and their threads."""
@@ -144,16 +182,24 @@ class Deployments:
     def all(self) -> list[Deployment]:
         return [d for versions in self._table.values() for d in versions.values()]
 
+    def ready_versions(self, model: str) -> frozenset[int]:
+        return self._ready.get(model, frozenset())
+
+    def _refresh_ready(self) -> None:
+        self._ready = {model: frozenset(v for v, d in versions.items() if d.ready)
+                       for model, versions in self._table.items()}
+
     def versions_of(self, model: str) -> dict[int, Deployment]:
         return self._table.get(model, {})
 
-    def find(self, model: str, version: int | None = None) -> Deployment:
-        """The deployment a request names; NotFound or Unavailable with the reason otherwise."""
+    def check_model(self, model: str) -> None:
         if model not in self.repository:
             raise NotFound(f"unknown model '{model[:100]}'; this gateway serves "
                            f"{', '.join(repr(m) for m in self.repository) or 'no models'}")
-        if version is None:
-            return self._default(model)
+
+    def find(self, model: str, version: int) -> Deployment:
+        """The deployment a request names; NotFound or Unavailable with the reason otherwise."""
+        self.check_model(model)
         if version not in self.repository[model]:
             raise NotFound(f"model '{model}' has no version {version}; it has "
                            f"{', '.join(str(v) for v in self.repository[model])}")
@@ -166,13 +212,6 @@ class Deployments:
             raise Unavailable(f"{deployment.name} is not ready: "
                               f"{deployment.error or 'still loading'}", retry_after_s=5)
         return deployment
-
-    def _default(self, model: str) -> Deployment:
-        # Until routing decides per request, unpinned requests go to the highest ready version.
-        ready = [d for v, d in sorted(self._table.get(model, {}).items()) if d.ready]
-        if not ready:
-            raise Unavailable(f"model '{model}' has no ready version", retry_after_s=5)
-        return ready[-1]
 
     def problems(self) -> list[str]:
         """One line per version that was needed but is not serving."""

@@ -24,6 +24,13 @@ class BadRequest(GatewayError):
     status = 400
 
 
+class Unauthorized(GatewayError):
+    status = 401
+
+    def headers(self) -> dict[str, str]:
+        return {"www-authenticate": "Bearer"}
+
+
 class NotFound(GatewayError):
     status = 404
 

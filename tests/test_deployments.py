@@ -36,7 +36,7 @@ def deployments(model_repo: Path) -> Deployments:
 def test_lookups_answer_with_the_reason(deployments: Deployments) -> None:
     assert deployments.versions_of(MODEL)[1].session is not None
     with pytest.raises(NotFound, match="unknown model 'x'; this gateway serves 'breast-cancer'"):
-        deployments.find("x")
+        deployments.find("x", 1)
     with pytest.raises(NotFound, match="has no version 7; it has 1, 2, 3"):
         deployments.find(MODEL, 7)
     with pytest.raises(NotFound, match="not loaded; name it in the routing policy"):

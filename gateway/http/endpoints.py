@@ -1,24 +1,31 @@
-"""The Open Inference Protocol endpoints (SPEC section 3): health, metadata and inference.
+"""The Open Inference Protocol endpoints (SPEC section 3): health, metadata, inference, metrics.
 
-Each endpoint is a thin shell: find the deployment, decode, validate, hand to its batcher, encode.
+Each endpoint is a thin shell. Inference: decode, decide the version (routing), find its
+deployment, validate, hand to its batcher, encode, mirror to shadows, count.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import __version__
 from gateway.deployments import Deployment, Deployments, parse_version
-from gateway.errors import Unavailable
+from gateway.errors import GatewayError, Unavailable
 from gateway.http.body import read_body
 from gateway.http.responses import JSON, json_response
+from gateway.observability.metrics import NO_VERSION, UNKNOWN_MODEL, GatewayMetrics
 from gateway.protocol.request import decode_request
 from gateway.protocol.response import encode_response
 from gateway.protocol.validate import check_request
+from gateway.rollout import Rollout
+from gateway.routing.decide import PINNED, SPLIT, choose_version
+from gateway.routing.shadow import ShadowRunner, choose_shadows
 
 SERVER_NAME = "gateway"
 EXTENSIONS = ["binary_tensor_data"]
@@ -27,8 +34,12 @@ HEADER_LENGTH = "inference-header-content-length"
 
 
 class Endpoints:
-    def __init__(self, deployments: Deployments) -> None:
+    def __init__(self, deployments: Deployments, rollout: Rollout, metrics: GatewayMetrics,
+                 shadow: ShadowRunner) -> None:
         self.deployments = deployments
+        self.rollout = rollout
+        self.metrics = metrics
+        self.shadow = shadow
         self.limits = deployments.settings.limits
         self.default_timeout_us = deployments.settings.batching.default_timeout_us
 
@@ -45,12 +56,20 @@ class Endpoints:
                   methods=["GET"]),
             Route("/v2/models/{model}/infer", self.infer, methods=["POST"]),
             Route("/v2/models/{model}/versions/{version}/infer", self.infer, methods=["POST"]),
+            Route("/metrics", self.metrics_text, methods=["GET"]),
         ]
 
     def _find(self, request: Request) -> Deployment:
+        model = request.path_params["model"]
         version = request.path_params.get("version")
-        return self.deployments.find(request.path_params["model"],
-                                     parse_version(version) if version is not None else None)
+        if version is not None:
+            return self.deployments.find(model, parse_version(version))
+        self.deployments.check_model(model)
+        return self.deployments.find(model, self.rollout.version_for_model(model))
+
+    async def metrics_text(self, request: Request) -> Response:
+        return Response(generate_latest(self.metrics.registry),
+                        media_type=CONTENT_TYPE_LATEST)
 
     async def live(self, request: Request) -> Response:
         return json_response({"live": True})
@@ -97,22 +116,63 @@ class Endpoints:
                               "version": str(deployment.entry.version), "ready": True})
 
     async def infer(self, request: Request) -> Response:
-        deployment = self._find(request)
-        session, batcher = deployment.session, deployment.batcher
-        assert session is not None and batcher is not None
+        start = time.perf_counter()
+        model = request.path_params["model"]
+        pinned = request.path_params.get("version")
+        labels = [UNKNOWN_MODEL, NO_VERSION, PINNED if pinned is not None else SPLIT]
+        code = 500
+        try:
+            self.deployments.check_model(model)
+            labels[0] = model
+            response = await self._infer(request, model, pinned, labels)
+            code = response.status_code
+            return response
+        except GatewayError as exc:
+            code = exc.status
+            raise
+        finally:
+            self.metrics.observe_request(labels[0], labels[1], labels[2], code,
+                                         time.perf_counter() - start)
+
+    async def _infer(self, request: Request, model: str, pinned: str | None,
+                     labels: list[str]) -> Response:
         body = await read_body(request, self.limits.max_body_bytes)
         infer_request = decode_request(body, request.headers.get(HEADER_LENGTH),
                                        self.limits.max_tensor_elements)
-        check_request(infer_request, session.inputs, session.outputs, self.limits.max_batch_rows)
-        first = next(iter(infer_request.inputs.values()))
-        rows = first.shape[0] if first.ndim else 1
-        results = await batcher.submit(infer_request.inputs, rows,
-                                       infer_request.timeout_us or self.default_timeout_us)
-        version = str(deployment.entry.version)
+        # From here to `inflight += 1` nothing awaits: the policy read, the decision and the
+        # lookup see one policy, and a version being unloaded is either found and held or gone.
+        model_policy = self.rollout.policy.models.get(model)
+        if pinned is not None:
+            version = parse_version(pinned)
+        elif model_policy is None:
+            version = max(self.deployments.repository[model])
+        else:
+            decision = choose_version(model_policy, request.headers, infer_request.parameters,
+                                      self.deployments.ready_versions(model))
+            version, labels[2] = decision.version, decision.route
+        labels[1] = str(version)
+        deployment = self.deployments.find(model, version)
+        session, batcher = deployment.session, deployment.batcher
+        assert session is not None and batcher is not None
+        deployment.inflight += 1
+        try:
+            check_request(infer_request, session.inputs, session.outputs,
+                          self.limits.max_batch_rows)
+            first = next(iter(infer_request.inputs.values()))
+            rows = first.shape[0] if first.ndim else 1
+            results = await batcher.submit(infer_request.inputs, rows,
+                                           infer_request.timeout_us or self.default_timeout_us)
+        finally:
+            deployment.inflight -= 1
+        if pinned is None and model_policy is not None and model_policy.shadow:
+            shadows = [v for v in choose_shadows(model_policy) if v != version]
+            if shadows:
+                self.shadow.mirror(model, shadows, infer_request.inputs, results)
+        version_text = labels[1]
         content, header_length = encode_response(
-            deployment.entry.model, version, infer_request.id, results, infer_request.outputs,
+            model, version_text, infer_request.id, results, infer_request.outputs,
             infer_request.binary_outputs)
-        headers = {"x-model-version": version}
+        headers = {"x-model-version": version_text}
         if header_length is None:
             return Response(content, headers=headers, media_type=JSON)
         headers["inference-header-content-length"] = str(header_length)

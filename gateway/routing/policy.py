@@ -26,8 +26,9 @@ class PolicyError(ConfigError):
 @dataclass(frozen=True)
 class TrafficEntry:
     version: int
-    weight: int
-    """Integer share of unpinned traffic; the entries of a model sum to 100."""
+    weight: float
+    """Share of unpinned traffic: integers summing to 100 in a policy file (renormalised over
+    the ready versions when one is down)."""
 
 
 @dataclass(frozen=True)
@@ -183,3 +184,20 @@ def parse_policy(text: str, repository: Repository) -> Policy:
     parsed = {str(name): _model_policy(value, str(name), repository)
               for name, value in models.items()}
     return Policy(parsed, hashlib.sha256(text.encode()).hexdigest())
+
+
+def describe_policy(policy: Policy) -> dict[str, Any]:
+    """The policy as plain JSON data (for /admin/routing)."""
+    return {model: {
+        "traffic": [{"version": t.version, "weight": t.weight} for t in p.traffic],
+        "sticky_key": p.sticky_key,
+        "flags": [{"name": f.name, **({"header": f.header} if f.header else
+                                      {"parameter": f.parameter}),
+                   "values": sorted(f.values), "version": f.version} for f in p.flags],
+        "shadow": [{"version": s.version, "percent": s.percent} for s in p.shadow],
+    } for model, p in policy.models.items()}
+
+
+def primary_version(policy: ModelPolicy) -> int:
+    """The version with the most traffic (the higher version on a tie)."""
+    return max(policy.traffic, key=lambda t: (t.weight, t.version)).version

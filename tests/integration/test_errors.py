@@ -202,6 +202,10 @@ def test_unloadable_onnx_is_refused_while_the_other_serves(
     reply = server.request("POST", f"/v2/models/{MODEL}/versions/2/infer",
                            infer_body(sample_rows(1)))
     assert_error(reply, 503, "onnxruntime cannot load")
-    # Unpinned traffic falls to the version that loaded.
-    served = server.request("POST", INFER, infer_body(sample_rows(1)))
-    assert served.status == 200 and json.loads(served.body)["model_version"] == "1"
+    pinned = server.request("POST", f"/v2/models/{MODEL}/versions/1/infer",
+                            infer_body(sample_rows(1)))
+    assert pinned.status == 200 and json.loads(pinned.body)["model_version"] == "1"
+    # The shipped policy gives the broken version all unpinned traffic (version 1 has weight
+    # 0): nothing else may take it, so those requests are told why.
+    assert_error(server.request("POST", INFER, infer_body(sample_rows(1))), 503,
+                 "onnxruntime cannot load")

@@ -1,0 +1,1 @@
+"""Observability: metrics (and, in later work, tracing and drift), fed by events from above."""

@@ -1,0 +1,131 @@
+"""The routing policy in force, and its live reload (SPEC section 4).
+
+One `Rollout` per gateway holds the current Policy, an immutable snapshot: a request reads
+`rollout.policy` once and decides on that object, so it sees the old policy or the new, never a
+mix. A reload reads the file, parses it whole, loads and warms up the versions it newly needs,
+then swaps the one reference; versions no longer named are taken out of lookups at once and
+unloaded when the last request holding them has its answer. An invalid policy (unreadable file,
+YAML error, bad key, unknown model or version, weights not summing to 100, a newly needed version
+that fails to load) is rejected whole: the old policy keeps serving, and the reason is logged,
+counted and shown by /admin/routing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.deployments import Deployments, needed_versions
+from gateway.errors import ConfigError
+from gateway.observability.metrics import GatewayMetrics
+from gateway.routing.policy import Policy, PolicyError, parse_policy, primary_version
+from gateway.runtime.repository import scan_repository
+
+logger = logging.getLogger("gateway.routing")
+
+
+@dataclass(frozen=True)
+class ReloadResult:
+    result: str
+    """success, error, or unchanged (the file's content did not change)."""
+    message: str
+    at_unix_s: float
+    source_sha256: str
+
+    def to_json(self) -> dict[str, object]:
+        return {"result": self.result, "message": self.message, "at": self.at_unix_s,
+                "source_sha256": self.source_sha256}
+
+
+def read_policy_file(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError as exc:
+        raise PolicyError(f"{path}: cannot read the routing policy ({exc.strerror})") from exc
+
+
+class Rollout:
+    def __init__(self, path: Path, repository_root: Path, policy: Policy,
+                 deployments: Deployments, metrics: GatewayMetrics) -> None:
+        self.path = path
+        self._root = repository_root
+        self.policy = policy
+        self._deployments = deployments
+        self._metrics = metrics
+        self._lock = asyncio.Lock()
+        self._unloads: set[asyncio.Task[None]] = set()
+        self.last_reload = ReloadResult("success", "loaded at start-up", time.time(),
+                                        policy.source_sha256)
+        self.publish()
+
+    def version_for_model(self, model: str) -> int:
+        """The version unversioned metadata and readiness describe: the policy's primary, or
+        the highest version of a model the policy does not name."""
+        model_policy = self.policy.models.get(model)
+        if model_policy is not None:
+            return primary_version(model_policy)
+        return max(self._deployments.repository[model])
+
+    def publish(self) -> None:
+        """Show the policy in force and the versions' readiness in metrics."""
+        self._metrics.set_weights({model: {t.version: t.weight for t in p.traffic}
+                                   for model, p in self.policy.models.items()})
+        self._metrics.set_ready({(d.entry.model, d.entry.version): d.ready
+                                 for d in self._deployments.all()})
+
+    async def reload(self, force: bool = False) -> ReloadResult:
+        """Apply the file if its content changed (or `force`); never raises."""
+        async with self._lock:
+            try:
+                text = read_policy_file(self.path)
+            except PolicyError as exc:
+                return self._reject(str(exc), "")
+            sha = hashlib.sha256(text.encode()).hexdigest()
+            if not force and sha in (self.policy.source_sha256, self.last_reload.source_sha256):
+                # In force already, or rejected already: say it once, not on every poll.
+                return ReloadResult("unchanged", "", time.time(), sha)
+            try:
+                return await self._apply(text, sha)
+            except ConfigError as exc:
+                return self._reject(str(exc), sha)
+
+    async def _apply(self, text: str, sha: str) -> ReloadResult:
+        repository = scan_repository(self._root)
+        policy = parse_policy(text, repository)
+        needed = needed_versions(policy, repository)
+        added = await asyncio.to_thread(self._deployments.load, needed, repository)
+        failed = [d for d in added if d.session is None]
+        if failed:
+            for deployment in failed:
+                self._deployments.remove(deployment.entry.model, deployment.entry.version)
+            raise PolicyError("; ".join(f"{d.name} cannot be loaded: {d.error}" for d in failed))
+        self._deployments.repository = repository
+        self._deployments.start_batchers()
+        self.policy = policy  # the swap: one reference, read once per request
+        for deployment in self._deployments.all():
+            model, version = deployment.entry.model, deployment.entry.version
+            if version not in needed.get(model, frozenset()):
+                self._deployments.remove(model, version)
+                task = asyncio.create_task(self._deployments.unload_when_idle(deployment))
+                self._unloads.add(task)
+                task.add_done_callback(self._unloads.discard)
+        self.publish()
+        self._metrics.config_reloads.labels("success").inc()
+        self.last_reload = ReloadResult("success", "applied", time.time(), sha)
+        logger.info("routing policy applied (sha256 %s…): %s", sha[:12],
+                    {m: {t.version: t.weight for t in p.traffic} for m, p in policy.models.items()})
+        return self.last_reload
+
+    def _reject(self, reason: str, sha: str) -> ReloadResult:
+        self._metrics.config_reloads.labels("error").inc()
+        self.last_reload = ReloadResult("error", reason, time.time(), sha)
+        logger.error("routing policy rejected, the previous one keeps serving: %s", reason)
+        return self.last_reload
+
+    async def stop(self) -> None:
+        if self._unloads:
+            await asyncio.gather(*self._unloads, return_exceptions=True)

@@ -1,0 +1,111 @@
+"""Shadow mode: mirror answered requests to another version, compare, count; never block.
+
+`choose_shadows` and `compare_outputs` are pure. `ShadowRunner` owns a bounded queue and one
+thread: the request path only calls `mirror`, which never waits (a full queue drops the mirror
+and counts it), and the shadow's inference runs on that thread, never on the event loop and never
+in the primary's batch queue, so a slow or failing shadow cannot delay or change an answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from gateway.routing.policy import ModelPolicy
+
+logger = logging.getLogger("gateway.shadow")
+
+AGREE, DISAGREE, ERROR, DROPPED = "agree", "disagree", "error", "dropped"
+Tensors = dict[str, np.ndarray]
+
+
+def choose_shadows(policy: ModelPolicy, draw: Callable[[], float] = random.random) -> list[int]:
+    """The shadow versions this request is mirrored to (each by its percent)."""
+    return [s.version for s in policy.shadow if draw() * 100 < s.percent]
+
+
+def compare_outputs(primary: Tensors, shadow: Tensors, label: str | None,
+                    tolerance: float = 1e-3) -> bool:
+    """Agree when the predicted labels are equal (classifiers, `label` names the output), else
+    when every value of the first common output is within `tolerance` (absolute difference)."""
+    if label is not None and label in primary and label in shadow:
+        return bool(np.array_equal(primary[label], shadow[label]))
+    name = next(n for n in primary if n in shadow)
+    a, b = primary[name], shadow[name]
+    if a.shape != b.shape:
+        return False
+    if a.dtype.kind in "OUSb":
+        return bool(np.array_equal(a, b))
+    return bool(np.all(np.abs(a.astype(np.float64) - b.astype(np.float64)) <= tolerance))
+
+
+@dataclass(frozen=True)
+class Mirror:
+    model: str
+    version: int
+    inputs: Tensors
+    primary: Tensors
+
+
+ShadowTarget = Callable[[str, int], "tuple[Callable[[Tensors], Tensors], str | None] | None"]
+"""(model, version) -> (run function, label output name), or None when the version is not there."""
+
+
+class ShadowRunner:
+    def __init__(self, target: ShadowTarget, count: Callable[[str, int, str], None],
+                 max_queue: int = 64) -> None:
+        self._target = target
+        self._count = count
+        self._queue: asyncio.Queue[Mirror] = asyncio.Queue(max_queue)
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="gateway-shadow")
+        self._worker: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._worker = asyncio.get_running_loop().create_task(self._work(), name="shadow")
+
+    async def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+        self._thread.shutdown(wait=False, cancel_futures=True)
+
+    def mirror(self, model: str, versions: list[int], inputs: Tensors, primary: Tensors) -> None:
+        """Queue a mirror per shadow version; never waits (full queue: dropped and counted)."""
+        for version in versions:
+            try:
+                self._queue.put_nowait(Mirror(model, version, inputs, primary))
+            except asyncio.QueueFull:
+                self._count(model, version, DROPPED)
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            item = await self._queue.get()
+            target = self._target(item.model, item.version)
+            if target is None:
+                self._count(item.model, item.version, ERROR)
+                continue
+            run, label = target
+            try:
+                outputs = await loop.run_in_executor(self._thread, run, item.inputs)
+            except Exception as exc:
+                logger.warning("shadow model '%s' version %d failed: %s", item.model,
+                               item.version, exc)
+                self._count(item.model, item.version, ERROR)
+                continue
+            try:
+                agree = compare_outputs(item.primary, outputs, label)
+            except Exception as exc:  # outputs of another shape or kind
+                logger.warning("shadow model '%s' version %d: cannot compare outputs: %s",
+                               item.model, item.version, exc)
+                self._count(item.model, item.version, ERROR)
+                continue
+            self._count(item.model, item.version, AGREE if agree else DISAGREE)
