@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from prometheus_client import generate_latest
+
+from gateway.observability.metrics import GatewayMetrics
+
+
+def test_two_gateways_keep_separate_registries() -> None:
+    a, b = GatewayMetrics(), GatewayMetrics()
+    a.observe_request("m", "1", "split", 200, 0.001)
+    assert b"gateway_requests_total{" not in generate_latest(b.registry)
+    assert b'gateway_requests_total{code="200",model="m",route="split",version="1"} 1.0' in \
+        generate_latest(a.registry)
+
+
+def test_errors_are_counted_but_not_timed() -> None:
+    m = GatewayMetrics()
+    m.observe_request("m", "1", "split", 400, 0.5)
+    m.observe_request("m", "1", "split", 200, 0.0002)
+    text = generate_latest(m.registry).decode()
+    assert 'code="400"' in text
+    assert 'gateway_request_duration_seconds_count{model="m",route="split",version="1"} 1.0' \
+        in text
+
+
+def test_weights_are_replaced_not_accumulated() -> None:
+    m = GatewayMetrics()
+    m.set_weights({"m": {1: 90, 2: 10}})
+    m.set_weights({"m": {2: 100}})
+    text = generate_latest(m.registry).decode()
+    assert 'gateway_route_weight{model="m",version="2"} 100.0' in text
+    assert 'version="1"' not in text.split("gateway_route_weight")[-1]
+
+
+def test_shadow_and_reload_counters() -> None:
+    m = GatewayMetrics()
+    m.count_shadow("m", 3, "agree")
+    m.count_shadow("m", 3, "agree")
+    m.config_reloads.labels("error").inc()
+    text = generate_latest(m.registry).decode()
+    assert 'gateway_shadow_requests_total{model="m",result="agree",version="3"} 2.0' in text
+    assert 'gateway_config_reloads_total{result="error"} 1.0' in text
