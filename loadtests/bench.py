@@ -1,7 +1,7 @@
 """`make bench`: the gateway against onnxruntime called directly and against a minimal reference
 app (loadtests/reference_app.py), in one run on this machine, under the same load from wrk.
 
-Prints five tables:
+Prints six tables:
 1. onnxruntime's own time per call (the floor), by rows and intra-op threads;
 2. gateway vs reference at 1, 8 and 64 connections for a 1-row JSON, a 32-row JSON and a 32-row
    binary request, at full load: req/s, p50, p99, server CPU per request, and the ratio;
@@ -9,7 +9,9 @@ Prints five tables:
    the server adds rather than time queued: p50, p99, and the gateway's p50 over onnxruntime's;
 4. batching on vs off at 64 connections on a deep, narrow MLP built here, whose 32-row call
    costs little more than a 1-row call;
-5. the gateway's RSS before and after a long run (200,000 requests by default).
+5. the gateway's RSS before and after a long run (200,000 requests by default);
+6. the routing decision's own time, and what a 100% shadow of an identical version costs the
+   primary's p95 at a paced rate over 8 connections.
 
 Absolute figures depend on the machine and its load; the ratios measured in one run are what count.
 Drives the load with wrk (Debian: apt-get install wrk), else with locust. Loopback only; every
@@ -203,7 +205,16 @@ def run_locust(server: Server, path: str, load: Load, connections: int, duration
 
 def paced_latency_ms(server: Server, path: str, load: Load, connections: int,
                      rate_per_s: float, duration_s: float) -> tuple[float, float, int]:
-    """p50 and p99 latency (ms) and errors at a fixed request rate, well below saturation.
+    """p50 and p99 latency (ms) and errors at a fixed request rate, well below saturation."""
+    percentiles, errors = paced_percentiles_ms(server, path, load, connections, rate_per_s,
+                                               duration_s, (50, 99))
+    return percentiles[0], percentiles[1], errors
+
+
+def paced_percentiles_ms(server: Server, path: str, load: Load, connections: int,
+                         rate_per_s: float, duration_s: float,
+                         percentiles: tuple[float, ...]) -> tuple[list[float], int]:
+    """Latency percentiles (ms) and errors at a fixed request rate, well below saturation.
 
     wrk keeps every connection busy, so at its load the latency is mostly time spent queued;
     paced requests show what the server itself adds to a call. Raw HTTP/1.1 over keep-alive
@@ -242,8 +253,8 @@ def paced_latency_ms(server: Server, path: str, load: Load, connections: int,
         await asyncio.gather(*(connection(i / rate_per_s, end) for i in range(connections)))
 
     asyncio.run(run())
-    ordered = np.sort(np.array(latencies)) * 1e3
-    return float(np.percentile(ordered, 50)), float(np.percentile(ordered, 99)), errors
+    samples = np.array(latencies) * 1e3
+    return [float(np.percentile(samples, p)) for p in percentiles], errors
 
 
 def onnxruntime_call_us(model: bytes | str, rows: np.ndarray, intra_op: int) -> float:
@@ -387,6 +398,43 @@ def bench_batching(args: argparse.Namespace, work_dir: Path) -> None:
                 ["batching", "req/s", "p50 ms", "p99 ms", "errors"], table)
 
 
+def bench_routing(args: argparse.Namespace, loads: list[Load], work_dir: Path) -> None:
+    """The routing decision's own cost, and what a 100% shadow of an identical version costs
+    the primary's p95 at 8 connections."""
+    from gateway.routing.decide import choose_version
+    from gateway.routing.policy import Flag, ModelPolicy, TrafficEntry
+
+    policy = ModelPolicy((TrafficEntry(1, 80), TrafficEntry(2, 15), TrafficEntry(3, 5)),
+                         "x-user-id", (Flag("beta", "x-beta", None, frozenset({"true"}), 2),), ())
+    headers = {"x-user-id": "user-12345", "content-type": "application/json"}
+    sticky_us = time_call(lambda: choose_version(policy, headers, {}), repeats=2000) * 1e6
+    random_us = time_call(lambda: choose_version(policy, {}, {}), repeats=2000) * 1e6
+
+    repository = work_dir / "shadow-models"
+    shutil.copytree(ROOT / "models", repository, ignore=shutil.ignore_patterns("*.py"))
+    twin = repository / MODEL / "4"
+    shutil.copytree(repository / MODEL / "2", twin)  # an identical version to shadow with
+    rows = []
+    for label, extra in (("no shadow", {}), ("100% shadow", {"shadow": [{"version": 4,
+                                                                         "percent": 100}]})):
+        routing = {"models": {MODEL: {"traffic": [{"version": 2, "weight": 100}], **extra}}}
+        config = write_gateway_config(work_dir, f"shadow-{label[:2]}", repository, routing, {})
+        server = start_gateway(f"gateway-{label[:2]}", config, work_dir)
+        try:
+            (p50, p95), errors = paced_percentiles_ms(
+                server, f"/v2/models/{MODEL}/infer", loads[0], 8, args.paced_rate,
+                args.duration, (50, 95))
+        finally:
+            server.stop()
+        rows.append([label, f"{p50:.3f}", f"{p95:.3f}", str(errors)])
+    cost = float(rows[1][2]) / float(rows[0][2]) - 1
+    rows.append(["shadow cost", "", f"{cost:+.1%}", ""])
+    print_table(f"6. routing: the decision takes {sticky_us:.1f} µs with a sticky key, "
+                f"{random_us:.1f} µs without; a shadow's cost to the primary at a paced "
+                f"{args.paced_rate:g} req/s over 8 connections (1-row JSON, ms)",
+                ["primary", "p50", "p95", "errors"], rows)
+
+
 def parse_rps(row: list[str]) -> float:
     return float(row[1].replace(",", ""))
 
@@ -436,6 +484,7 @@ def main() -> int:
             bench_batching(args, work_dir)
         if args.memory_requests:
             bench_memory(args, loads, work_dir)
+        bench_routing(args, loads, work_dir)
     return 0
 
 
