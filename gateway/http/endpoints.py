@@ -172,7 +172,7 @@ class Endpoints:
         content, header_length = encode_response(
             model, version_text, infer_request.id, results, infer_request.outputs,
             infer_request.binary_outputs)
-        headers = {"x-model-version": version_text}
+        headers = {"x-model-version": version_text, "x-model-route": labels[2]}
         if header_length is None:
             return Response(content, headers=headers, media_type=JSON)
         headers["inference-header-content-length"] = str(header_length)

@@ -123,13 +123,16 @@ def test_flags_win_over_the_split_and_pinned_bypasses_everything(
     server = start(write_config(routing=policy((1, 100), (2, 0), flags=flags)))
     assert versions(server, 20) == {"1": 20}
     assert versions(server, 20, {"x-beta": "true"}) == {"2": 20}
+    flagged = server.request("POST", INFER, BODY, {"x-beta": "true"})
+    assert flagged.headers["x-model-route"] == "flag"
+    assert server.request("POST", INFER, BODY).headers["x-model-route"] == "split"
     assert versions(server, 5, {"x-beta": "no"}) == {"1": 5}
     with_parameter = orjson.dumps({**orjson.loads(BODY), "parameters": {"cohort": "canary"}})
     assert versions(server, 5, body=with_parameter) == {"2": 5}
     pinned = f"/v2/models/{MODEL}/versions/1/infer"
     assert versions(server, 5, {"x-beta": "true"}, path=pinned) == {"1": 5}
     metrics = server.request("GET", "/metrics").body.decode()
-    assert f'gateway_requests_total{{code="200",model="{MODEL}",route="flag",version="2"}} 25.0' \
+    assert f'gateway_requests_total{{code="200",model="{MODEL}",route="flag",version="2"}} 26.0' \
         in metrics
     assert 'route="pinned",version="1"} 5.0' in metrics
     assert f'gateway_route_weight{{model="{MODEL}",version="2"}} 0.0' in metrics
