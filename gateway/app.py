@@ -21,6 +21,7 @@ from gateway.http.admin import Admin
 from gateway.http.endpoints import Endpoints
 from gateway.http.middleware import RequestIdMiddleware
 from gateway.http.responses import on_gateway_error, on_http_exception, on_unexpected_error
+from gateway.observability.drift.service import DriftService
 from gateway.observability.metrics import GatewayMetrics
 from gateway.rollout import Rollout, read_policy_file
 from gateway.routing.policy import Policy, parse_policy
@@ -65,8 +66,15 @@ def create_app(settings: Settings, admin_token: str | None = None) -> Starlette:
     metrics = GatewayMetrics()
     deployments = gateway.deployments
     shadow = ShadowRunner(_shadow_target(deployments), metrics.count_shadow)
+    drift = DriftService(settings.drift)
+    metrics.registry.register(drift.collector())
+
+    def track_served_versions() -> None:
+        drift.sync({(d.entry.model, d.entry.version): (d.entry.reference_file, d.session.inputs)
+                    for d in deployments.all() if d.session is not None})
+
     rollout = Rollout(settings.routing, settings.model_repository, gateway.policy, deployments,
-                      metrics)
+                      metrics, on_applied=track_served_versions)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -77,6 +85,7 @@ def create_app(settings: Settings, admin_token: str | None = None) -> Starlette:
             logger.error("not serving %s", problem)
         rollout.publish()
         shadow.start()
+        drift.start()
         stop = asyncio.Event()
         watcher = asyncio.create_task(
             watch_folder_of(settings.routing, rollout.reload, stop), name="watch")
@@ -86,10 +95,12 @@ def create_app(settings: Settings, admin_token: str | None = None) -> Starlette:
             stop.set()
             await watcher
             await shadow.stop()
+            await drift.stop()
             await rollout.stop()
             await deployments.stop()
 
-    routes: list[BaseRoute] = list(Endpoints(deployments, rollout, metrics, shadow).routes())
+    routes: list[BaseRoute] = list(Endpoints(deployments, rollout, metrics, shadow,
+                                             drift).routes())
     token = admin_token if admin_token is not None else os.environ.get(ADMIN_TOKEN_VARIABLE)
     if token:
         routes += Admin(rollout, token).routes()

@@ -16,6 +16,7 @@ import asyncio
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,12 +51,14 @@ def read_policy_file(path: Path) -> str:
 
 class Rollout:
     def __init__(self, path: Path, repository_root: Path, policy: Policy,
-                 deployments: Deployments, metrics: GatewayMetrics) -> None:
+                 deployments: Deployments, metrics: GatewayMetrics,
+                 on_applied: Callable[[], None] = lambda: None) -> None:
         self.path = path
         self._root = repository_root
         self.policy = policy
         self._deployments = deployments
         self._metrics = metrics
+        self._on_applied = on_applied
         self._lock = asyncio.Lock()
         self._unloads: set[asyncio.Task[None]] = set()
         self.last_reload = ReloadResult("success", "loaded at start-up", time.time(),
@@ -76,6 +79,7 @@ class Rollout:
                                    for model, p in self.policy.models.items()})
         self._metrics.set_ready({(d.entry.model, d.entry.version): d.ready
                                  for d in self._deployments.all()})
+        self._on_applied()
 
     async def reload(self, force: bool = False) -> ReloadResult:
         """Apply the file if its content changed (or `force`); never raises."""

@@ -63,12 +63,18 @@ class DriftModelSettings:
 
 @dataclass(frozen=True)
 class DriftSettings:
+    enabled: bool = True
+    """Monitor served rows for drift (SPEC section 5)."""
     window_rows: int = 5000
     """Sliding window per model version, in rows."""
     psi_threshold: float = 0.2
     """Default PSI threshold; per model: `drift.models.<model>.psi_threshold`."""
     models: dict[str, DriftModelSettings] = field(default_factory=dict)
     """Per-model overrides."""
+    max_buffer_rows: int = 50_000
+    """Rows waiting to be folded in, per version; beyond it rows are dropped and counted."""
+    report_interval_s: float = 1.0
+    """How often the drift gauges are recomputed, in seconds."""
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,10 @@ from starlette.routing import Route
 
 from gateway import __version__
 from gateway.deployments import Deployment, Deployments, parse_version
-from gateway.errors import GatewayError, Unavailable
+from gateway.errors import GatewayError, NotFound, Unavailable
 from gateway.http.body import read_body
 from gateway.http.responses import JSON, json_response
+from gateway.observability.drift.service import DriftService
 from gateway.observability.metrics import NO_VERSION, UNKNOWN_MODEL, GatewayMetrics
 from gateway.protocol.request import decode_request
 from gateway.protocol.response import encode_response
@@ -35,8 +36,9 @@ HEADER_LENGTH = "inference-header-content-length"
 
 class Endpoints:
     def __init__(self, deployments: Deployments, rollout: Rollout, metrics: GatewayMetrics,
-                 shadow: ShadowRunner) -> None:
+                 shadow: ShadowRunner, drift: DriftService) -> None:
         self.deployments = deployments
+        self.drift = drift
         self.rollout = rollout
         self.metrics = metrics
         self.shadow = shadow
@@ -56,6 +58,9 @@ class Endpoints:
                   methods=["GET"]),
             Route("/v2/models/{model}/infer", self.infer, methods=["POST"]),
             Route("/v2/models/{model}/versions/{version}/infer", self.infer, methods=["POST"]),
+            Route("/v2/models/{model}/drift", self.model_drift, methods=["GET"]),
+            Route("/v2/models/{model}/versions/{version}/drift", self.version_drift,
+                  methods=["GET"]),
             Route("/metrics", self.metrics_text, methods=["GET"]),
         ]
 
@@ -66,6 +71,23 @@ class Endpoints:
             return self.deployments.find(model, parse_version(version))
         self.deployments.check_model(model)
         return self.deployments.find(model, self.rollout.version_for_model(model))
+
+    async def version_drift(self, request: Request) -> Response:
+        deployment = self._find(request)
+        report = await self.drift.report(deployment.entry.model, deployment.entry.version)
+        if report is None:
+            raise NotFound(f"{deployment.name} is not monitored for drift: it has no usable "
+                           "reference.json, or drift.enabled is false")
+        return json_response(report)
+
+    async def model_drift(self, request: Request) -> Response:
+        """Every loaded version's report."""
+        model = request.path_params["model"]
+        self.deployments.check_model(model)
+        reports = [await self.drift.report(model, version)
+                   for version, d in sorted(self.deployments.versions_of(model).items())
+                   if d.ready]
+        return json_response({"model": model, "versions": [r for r in reports if r]})
 
     async def metrics_text(self, request: Request) -> Response:
         return Response(generate_latest(self.metrics.registry),
@@ -164,6 +186,7 @@ class Endpoints:
                                            infer_request.timeout_us or self.default_timeout_us)
         finally:
             deployment.inflight -= 1
+        self.drift.observe(model, version, infer_request.inputs, results)
         if pinned is None and model_policy is not None and model_policy.shadow:
             shadows = [v for v in choose_shadows(model_policy) if v != version]
             if shadows:

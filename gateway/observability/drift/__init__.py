@@ -1,0 +1,13 @@
+"""Drift monitor: reference profiles, sliding windows of histograms, PSI / JS / KS (SPEC 5).
+
+Usable without a server:
+
+    from gateway.observability.drift import DriftMonitor
+    monitor = DriftMonitor.from_reference_file("models/breast-cancer/1/reference.json")
+    monitor.ingest(features, {"probabilities": probabilities, "label": labels})
+    print(monitor.report())
+"""
+
+from gateway.observability.drift.monitor import DriftMonitor
+
+__all__ = ["DriftMonitor"]

@@ -1,0 +1,108 @@
+"""Bin many columns at once into one flat histogram, with the reference's bins.
+
+A `Binner` is built once per profile. Numeric columns share one comparison against a padded
+edge matrix (the count of edges at or below a value is NumPy's `searchsorted(edges, x,
+side="right")`), categorical columns are matched against their sorted categories, and every
+column's bins are laid end to end (`offsets`) so that a single `np.bincount` counts a whole batch:
+no Python loop over rows or columns. NaN and unseen categories are counted apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: str
+    """numeric or categorical."""
+    edges: np.ndarray
+    """Inner edges (numeric) or categories (categorical)."""
+    counts: np.ndarray
+    """The reference's counts per bin."""
+
+    @property
+    def bins(self) -> int:
+        return len(self.edges) + 1 if self.kind == "numeric" else len(self.edges)
+
+
+def column_from_profile(profile: dict[str, Any]) -> Column:
+    kind = profile["kind"]
+    key = "edges" if kind == "numeric" else "categories"
+    column = Column(str(profile["name"]), kind, np.asarray(profile[key], dtype=np.float64),
+                    np.asarray(profile["counts"], dtype=np.float64))
+    if len(column.counts) != column.bins:
+        raise ValueError(f"profile {column.name!r}: {len(column.counts)} counts for "
+                         f"{column.bins} bins")
+    return column
+
+
+@dataclass(frozen=True)
+class Counts:
+    bins: np.ndarray
+    """Flat counts, every column's bins end to end (int64)."""
+    nan: np.ndarray
+    """NaN per column."""
+    unseen: np.ndarray
+    """Values outside the categories, per column (always 0 for numeric columns)."""
+    rows: int
+
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(self.bins + other.bins, self.nan + other.nan,
+                      self.unseen + other.unseen, self.rows + other.rows)
+
+    def __sub__(self, other: Counts) -> Counts:
+        return Counts(self.bins - other.bins, self.nan - other.nan,
+                      self.unseen - other.unseen, self.rows - other.rows)
+
+
+class Binner:
+    def __init__(self, columns: list[Column]) -> None:
+        self.columns = columns
+        sizes = np.array([c.bins for c in columns], dtype=np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        self.total_bins = int(sizes.sum())
+        self.numeric = np.array([c.kind == "numeric" for c in columns])
+        numeric = [c for c in columns if c.kind == "numeric"]
+        width = max((len(c.edges) for c in numeric), default=0)
+        # Padding with +inf: no value is at or above it, so padded edges never count.
+        self.edge_matrix = np.full((len(numeric), width), np.inf)
+        for i, c in enumerate(numeric):
+            self.edge_matrix[i, :len(c.edges)] = c.edges
+        categorical = [c for c in columns if c.kind == "categorical"]
+        self.category_sets = [np.sort(c.edges) for c in categorical]
+        self.category_order = [np.argsort(c.edges) for c in categorical]
+        self.reference = Counts(np.concatenate([c.counts for c in columns]),
+                                np.zeros(len(columns)), np.zeros(len(columns)), 0)
+
+    def empty(self) -> Counts:
+        n = len(self.columns)
+        return Counts(np.zeros(self.total_bins, np.int64), np.zeros(n, np.int64),
+                      np.zeros(n, np.int64), 0)
+
+    def count(self, values: np.ndarray) -> Counts:
+        """Counts of a batch: `values` is rows × columns, in the columns' order."""
+        values = np.asarray(values, dtype=np.float64)
+        rows = values.shape[0]
+        index = np.empty(values.shape, dtype=np.int64)
+        nan = np.isnan(values)
+        unseen = np.zeros(values.shape, dtype=bool)
+        if self.numeric.any():
+            x = values[:, self.numeric]
+            index[:, self.numeric] = (x[:, :, None] >= self.edge_matrix[None, :, :]).sum(axis=2)
+        for j, (cats, order) in zip(np.flatnonzero(~self.numeric),
+                                    zip(self.category_sets, self.category_order, strict=True),
+                                    strict=True):
+            # A loop over categorical columns only (a handful), each one vectorised over rows.
+            x = values[:, j]
+            pos = np.clip(np.searchsorted(cats, x), 0, len(cats) - 1)
+            unseen[:, j] = (cats[pos] != x) & ~nan[:, j]
+            index[:, j] = order[pos]
+        counted = ~(nan | unseen)
+        flat = (index + self.offsets[None, :])[counted]
+        return Counts(np.bincount(flat, minlength=self.total_bins), nan.sum(axis=0),
+                      unseen.sum(axis=0), rows)

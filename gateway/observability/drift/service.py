@@ -1,0 +1,221 @@
+"""The drift monitor as a service: fed by the request path, folded off it, read by endpoints and
+Prometheus.
+
+The request path calls `observe`, which appends references to the already-decoded arrays to a
+bounded per-version buffer (no copy, no loop; a full buffer drops the rows and counts them). A
+background task drains the buffers every 50 ms, concatenates what each version gathered, and
+folds it into that version's monitor on the drift thread, so the event loop only moves pointers.
+Reports for the gauges are computed on that thread every `report_interval_s`, and a custom
+collector serves them at scrape time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from gateway.observability.drift.monitor import DriftMonitor
+from gateway.settings import DriftSettings
+from gateway.tensors import TensorSpec
+
+logger = logging.getLogger("gateway.drift")
+
+DRAIN_INTERVAL_S = 0.05
+Tensors = dict[str, np.ndarray]
+
+
+@dataclass
+class _Tracked:
+    model: str
+    version: int
+    monitor: DriftMonitor
+    feature_inputs: tuple[str, ...]
+    """One 2-D input holding every feature, or one input per feature, in profile order."""
+    psi_threshold: float
+    buffer: deque[tuple[np.ndarray, Tensors]] = field(default_factory=deque)
+    buffered_rows: int = 0
+    dropped_rows: int = 0
+    report: dict[str, Any] | None = None
+
+
+def feature_inputs(monitor: DriftMonitor, inputs: tuple[TensorSpec, ...]) -> tuple[str, ...] | None:
+    """Which inputs carry the profile's features, or None when they cannot be matched."""
+    width = len(monitor.feature_names)
+    if len(inputs) == 1 and len(inputs[0].shape) == 2 and inputs[0].shape[1] in (width, -1):
+        return (inputs[0].name,)
+    names = {spec.name for spec in inputs}
+    if all(name in names for name in monitor.feature_names):
+        return tuple(monitor.feature_names)
+    return None
+
+
+class DriftService:
+    def __init__(self, settings: DriftSettings) -> None:
+        self.settings = settings
+        self.max_buffer_rows = settings.max_buffer_rows
+        self.report_interval_s = settings.report_interval_s
+        self._tracked: dict[tuple[str, int], _Tracked] = {}
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="gateway-drift")
+        self._task: asyncio.Task[None] | None = None
+
+    def threshold(self, model: str) -> float:
+        per_model = self.settings.models.get(model)
+        return per_model.psi_threshold if per_model else self.settings.psi_threshold
+
+    def track(self, model: str, version: int, reference_file: Any,
+              inputs: tuple[TensorSpec, ...]) -> None:
+        """Start monitoring a loaded version (no-op when disabled, already tracked, or without a
+        usable profile): untracked versions cost the request path one dict lookup."""
+        if not self.settings.enabled or (model, version) in self._tracked:
+            return
+        try:
+            monitor = DriftMonitor.from_reference_file(reference_file, self.settings.window_rows)
+        except (OSError, ValueError, KeyError) as exc:
+            logger.warning("model '%s' version %d: no drift monitoring (%s)", model, version, exc)
+            return
+        sources = feature_inputs(monitor, inputs)
+        if sources is None:
+            logger.warning("model '%s' version %d: inputs do not match the reference profile's "
+                           "features; no drift monitoring", model, version)
+            return
+        self._tracked[(model, version)] = _Tracked(model, version, monitor, sources,
+                                                   self.threshold(model))
+
+    def sync(self, served: dict[tuple[str, int], tuple[Any, tuple[TensorSpec, ...]]]) -> None:
+        """Track exactly the served versions: (model, version) -> (reference file, inputs)."""
+        for key in list(self._tracked):
+            if key not in served:
+                del self._tracked[key]
+        for (model, version), (reference, inputs) in served.items():
+            self.track(model, version, reference, inputs)
+
+    def tracked(self, model: str, version: int) -> bool:
+        return (model, version) in self._tracked
+
+    def observe(self, model: str, version: int, inputs: Tensors, outputs: Tensors) -> None:
+        """On the request path: queue references to the arrays, or count them dropped."""
+        tracked = self._tracked.get((model, version))
+        if tracked is None:
+            return
+        if len(tracked.feature_inputs) == 1:
+            features = inputs[tracked.feature_inputs[0]]
+        else:
+            features = np.column_stack([inputs[n].reshape(-1) for n in tracked.feature_inputs])
+        rows = features.shape[0] if features.ndim == 2 else 0
+        if rows == 0:
+            return
+        if tracked.buffered_rows + rows > self.max_buffer_rows:
+            tracked.dropped_rows += rows
+            return
+        tracked.buffer.append((features, outputs))
+        tracked.buffered_rows += rows
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._consume(), name="drift")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._thread.shutdown(wait=False, cancel_futures=True)
+
+    async def _consume(self) -> None:
+        loop = asyncio.get_running_loop()
+        since_report = 0.0
+        while True:
+            await asyncio.sleep(DRAIN_INTERVAL_S)
+            since_report += DRAIN_INTERVAL_S
+            batches = []
+            for tracked in list(self._tracked.values()):
+                if tracked.buffer:
+                    taken = list(tracked.buffer)
+                    tracked.buffer.clear()
+                    tracked.buffered_rows = 0
+                    batches.append((tracked, taken))
+            report = since_report >= self.report_interval_s
+            if report:
+                since_report = 0.0
+            if batches or report:
+                try:
+                    await loop.run_in_executor(self._thread, self._fold, batches, report)
+                except Exception:  # a fault here must never reach requests: log, keep going
+                    logger.exception("drift monitor failed to fold a batch; rows skipped")
+
+    def _fold(self, batches: list[tuple[_Tracked, list[tuple[np.ndarray, Tensors]]]],
+              report: bool) -> None:
+        for tracked, taken in batches:
+            features = np.concatenate([f for f, _ in taken]) if len(taken) > 1 else taken[0][0]
+            names = taken[0][1].keys()
+            outputs = {n: np.concatenate([o[n] for _, o in taken]) if len(taken) > 1
+                       else taken[0][1][n] for n in names}
+            tracked.monitor.ingest(features, outputs)
+        if report:
+            for tracked in list(self._tracked.values()):
+                tracked.report = tracked.monitor.report(tracked.psi_threshold)
+
+    async def report(self, model: str, version: int) -> dict[str, Any] | None:
+        """A fresh report of one version (computed on the drift thread), or None if untracked."""
+        tracked = self._tracked.get((model, version))
+        if tracked is None:
+            return None
+        loop = asyncio.get_running_loop()
+        doc = await loop.run_in_executor(self._thread, tracked.monitor.report,
+                                         tracked.psi_threshold)
+        return {"model": model, "version": str(version), **doc,
+                "dropped_rows": tracked.dropped_rows}
+
+    def collector(self) -> Collector:
+        return _DriftCollector(self)
+
+    def tracked_reports(self) -> list[_Tracked]:
+        return list(self._tracked.values())
+
+
+class _DriftCollector(Collector):
+    """Gauges from the reports the drift thread last computed (refreshed on an interval)."""
+
+    def __init__(self, service: DriftService) -> None:
+        self.service = service
+
+    def collect(self) -> Iterator[Any]:
+        labels = ["model", "version", "feature"]
+        psi = GaugeMetricFamily("gateway_drift_psi", "PSI of a feature against its reference.",
+                                labels=labels)
+        js = GaugeMetricFamily("gateway_drift_js", "Jensen-Shannon distance of a feature.",
+                               labels=labels)
+        ks = GaugeMetricFamily("gateway_drift_ks", "KS distance of a feature's binned CDF.",
+                               labels=labels)
+        prediction = GaugeMetricFamily("gateway_prediction_drift_psi",
+                                       "PSI of a model output against its reference.",
+                                       labels=["model", "version", "output"])
+        window = GaugeMetricFamily("gateway_drift_window_rows", "Rows in the drift window.",
+                                   labels=["model", "version"])
+        dropped = CounterMetricFamily("gateway_drift_dropped_rows_total",
+                                      "Rows not monitored because the drift buffer was full.",
+                                      labels=["model", "version"])
+        for tracked in self.service.tracked_reports():
+            key = [tracked.model, str(tracked.version)]
+            dropped.add_metric(key, tracked.dropped_rows)
+            report = tracked.report
+            if report is None:
+                continue
+            window.add_metric(key, report["window_rows"])
+            for feature in report["features"]:
+                for family, stat in ((psi, "psi"), (js, "js"), (ks, "ks")):
+                    if feature[stat] is not None:
+                        family.add_metric([*key, feature["name"]], feature[stat])
+            for output in report["outputs"]:
+                if output["psi"] is not None:
+                    prediction.add_metric([*key, output["name"]], output["psi"])
+        yield from (psi, js, ks, prediction, window, dropped)
