@@ -1,0 +1,61 @@
+"""The drift monitor behind a real server: shifted traffic is flagged per feature, reports and
+gauges agree, and a version without a reference profile is served but not monitored."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import tritonclient.http as httpclient
+from sklearn.datasets import load_breast_cancer
+
+from tests.conftest import MODEL, ConfigWriter
+from tests.integration.conftest import Start
+
+
+def send(url: str, rows: np.ndarray, version: str) -> None:
+    client = httpclient.InferenceServerClient(url)
+    for start in range(0, len(rows), 16):
+        part = rows[start:start + 16].astype(np.float32)
+        tensor = httpclient.InferInput("input", list(part.shape), "FP32")
+        tensor.set_data_from_numpy(part)
+        client.infer(MODEL, [tensor], model_version=version)
+
+
+def test_shifted_traffic_is_flagged_in_the_report_and_the_gauges(
+        write_config: ConfigWriter, start: Start) -> None:
+    server = start(write_config(drift={"report_interval_s": 0.2,
+                                       "models": {MODEL: {"psi_threshold": 0.25}}}))
+    data = load_breast_cancer().data
+    shifted = data.copy()
+    shifted[:, 0] *= 1.6  # "mean radius" moves, nothing else
+    send(server.url, data, "1")
+    send(server.url, shifted, "2")
+    time.sleep(0.6)
+    calm = server.request("GET", f"/v2/models/{MODEL}/versions/1/drift").json()
+    moved = server.request("GET", f"/v2/models/{MODEL}/versions/2/drift").json()
+    assert calm["window_rows"] == moved["window_rows"] == len(data)
+    assert calm["reference_rows"] == 455 and calm["dropped_rows"] == 0
+    assert not any(f["drifted"] for f in calm["features"])
+    drifted = [f["name"] for f in moved["features"] if f["drifted"]]
+    assert drifted == ["mean radius"]
+    assert {o["name"] for o in moved["outputs"]} == {"label", "probabilities[1]"}
+    both = server.request("GET", f"/v2/models/{MODEL}/drift").json()
+    assert [r["version"] for r in both["versions"]] == ["1", "2"]
+    metrics = server.request("GET", "/metrics").body.decode()
+    gauge = next(line for line in metrics.splitlines() if line.startswith(
+        f'gateway_drift_psi{{feature="mean radius",model="{MODEL}",version="2"}}'))
+    assert float(gauge.rsplit(" ", 1)[1]) > 0.25
+    assert f'gateway_drift_window_rows{{model="{MODEL}",version="1"}} 569.0' in metrics
+    assert 'gateway_prediction_drift_psi{model="breast-cancer",output="label"' in metrics
+
+
+def test_a_version_without_a_profile_is_served_but_not_monitored(
+        model_repo: Path, write_config: ConfigWriter, start: Start) -> None:
+    (model_repo / MODEL / "1" / "reference.json").unlink()
+    server = start(write_config(model_repo))
+    send(server.url, load_breast_cancer().data[:8], "1")
+    reply = server.request("GET", f"/v2/models/{MODEL}/versions/1/drift")
+    assert reply.status == 404 and "not monitored" in reply.json()["error"]
+    assert "no drift monitoring" in server.log()

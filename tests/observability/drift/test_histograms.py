@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import numpy as np
+
+from gateway.observability.drift.histograms import Binner, column_from_profile
+
+
+def numeric(name: str, edges: list[float]) -> dict[str, object]:
+    return {"name": name, "kind": "numeric", "edges": edges, "counts": [1] * (len(edges) + 1)}
+
+
+def test_numeric_columns_of_different_bin_counts_match_searchsorted() -> None:
+    profiles = [numeric("a", [0.0, 1.0, 2.0]), numeric("b", [-5.0, 5.0]),
+                numeric("c", [0.5, 0.5, 3.0, 4.0])]  # duplicate edges, as deciles can be
+    binner = Binner([column_from_profile(p) for p in profiles])
+    values = np.random.default_rng(0).uniform(-8, 8, (500, 3))
+    values[::7, 0] = 1.0  # values on an edge fall in the bin above it
+    counts = binner.count(values)
+    expected = np.concatenate([
+        np.bincount(np.searchsorted(np.array(p["edges"]), values[:, i], side="right"),
+                    minlength=len(p["edges"]) + 1)  # type: ignore[arg-type]
+        for i, p in enumerate(profiles)])
+    np.testing.assert_array_equal(counts.bins, expected)
+    assert counts.rows == 500
+
+
+def test_nan_and_unseen_categories_are_counted_apart() -> None:
+    binner = Binner([column_from_profile(numeric("x", [0.0])),
+                     column_from_profile({"name": "colour", "kind": "categorical",
+                                          "categories": [3, 1, 2], "counts": [1, 1, 1]})])
+    values = np.array([[-1.0, 1], [np.nan, 2], [1.0, 7], [2.0, np.nan], [0.0, 3]])
+    counts = binner.count(values)
+    # x: bins [<0, >=0]; colour: bins in the profile's order 3, 1, 2.
+    np.testing.assert_array_equal(counts.bins, [1, 3, 1, 1, 1])
+    np.testing.assert_array_equal(counts.nan, [1, 1])
+    np.testing.assert_array_equal(counts.unseen, [0, 1])
+
+
+def test_counts_add_and_subtract() -> None:
+    binner = Binner([column_from_profile(numeric("x", [0.0]))])
+    a, b = binner.count(np.array([[1.0], [2.0]])), binner.count(np.array([[-1.0]]))
+    total = a + b
+    assert total.rows == 3 and list(total.bins) == [1, 2]
+    assert list((total - a).bins) == [1, 0]

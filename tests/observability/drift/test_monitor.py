@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from sklearn.datasets import load_breast_cancer
+
+from gateway.observability.drift import DriftMonitor
+from tests.conftest import MODEL, MODELS
+
+REFERENCE = MODELS / MODEL / "1" / "reference.json"
+
+
+def outputs(rows: np.ndarray) -> dict[str, np.ndarray]:
+    session = ort.InferenceSession(str(MODELS / MODEL / "1" / "model.onnx"))
+    label, probabilities = session.run(None, {"input": rows.astype(np.float32)})
+    return {"label": label, "probabilities": probabilities}
+
+
+def test_training_like_data_does_not_drift_and_shifted_data_does() -> None:
+    data = load_breast_cancer().data
+    calm = DriftMonitor.from_reference_file(REFERENCE)
+    calm.ingest(data, outputs(data))
+    report = calm.report()
+    assert report["window_rows"] == 569 and report["reference_rows"] == 455
+    assert not any(f["drifted"] for f in report["features"])
+    assert {o["name"] for o in report["outputs"]} == {"label", "probabilities[1]"}
+    shifted = DriftMonitor.from_reference_file(REFERENCE)
+    moved = data.copy()
+    moved[:, 0] *= 1.6  # only "mean radius" moves
+    shifted.ingest(moved, outputs(data))
+    features = {f["name"]: f for f in shifted.report()["features"]}
+    assert features["mean radius"]["drifted"] and features["mean radius"]["psi"] > 0.2
+    assert not features["mean texture"]["drifted"]
+    assert 0 < features["mean radius"]["js"] <= 1 and 0 < features["mean radius"]["ks"] <= 1
+
+
+def test_thresholds_decide_drifted() -> None:
+    data = load_breast_cancer().data
+    monitor = DriftMonitor.from_reference_file(REFERENCE)
+    monitor.ingest(data[:100])
+    psi = monitor.report()["features"][0]["psi"]
+    assert monitor.report(psi_threshold=psi - 1e-6)["features"][0]["drifted"]  # psi is rounded
+    assert not monitor.report(psi_threshold=psi + 1e-3)["features"][0]["drifted"]
+
+
+def test_an_empty_window_reports_nulls_and_a_wrong_width_is_refused() -> None:
+    monitor = DriftMonitor.from_reference_file(REFERENCE)
+    report = monitor.report()
+    assert report["window_rows"] == 0 and report["features"][0]["psi"] is None
+    with pytest.raises(ValueError, match="30 features"):
+        monitor.ingest(np.zeros((2, 29)))
