@@ -1,7 +1,7 @@
 """`make bench`: the gateway against onnxruntime called directly and against a minimal reference
 app (loadtests/reference_app.py), in one run on this machine, under the same load from wrk.
 
-Prints six tables:
+Prints seven tables:
 1. onnxruntime's own time per call (the floor), by rows and intra-op threads;
 2. gateway vs reference at 1, 8 and 64 connections for a 1-row JSON, a 32-row JSON and a 32-row
    binary request, at full load: req/s, p50, p99, server CPU per request, and the ratio;
@@ -11,7 +11,9 @@ Prints six tables:
    costs little more than a 1-row call;
 5. the gateway's RSS before and after a long run (200,000 requests by default);
 6. the routing decision's own time, and what a 100% shadow of an identical version costs the
-   primary's p95 at a paced rate over 8 connections.
+   primary's p95 at a paced rate over 8 connections;
+7. drift ingestion in feature values per second by batch size, the time for all statistics,
+   and the gateway's throughput with the drift monitor on against off.
 
 Absolute figures depend on the machine and its load; the ratios measured in one run are what count.
 Drives the load with wrk (Debian: apt-get install wrk), else with locust. Loopback only; every
@@ -30,8 +32,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import onnxruntime as ort
@@ -42,6 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from gateway.batching.execution import time_call  # noqa: E402
 
+T = TypeVar("T")
 MODEL = "breast-cancer"
 MODEL_FILE = ROOT / "models" / MODEL / "2" / "model.onnx"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -414,25 +419,87 @@ def bench_routing(args: argparse.Namespace, loads: list[Load], work_dir: Path) -
     shutil.copytree(ROOT / "models", repository, ignore=shutil.ignore_patterns("*.py"))
     twin = repository / MODEL / "4"
     shutil.copytree(repository / MODEL / "2", twin)  # an identical version to shadow with
-    rows = []
+    servers = []
     for label, extra in (("no shadow", {}), ("100% shadow", {"shadow": [{"version": 4,
                                                                          "percent": 100}]})):
         routing = {"models": {MODEL: {"traffic": [{"version": 2, "weight": 100}], **extra}}}
         config = write_gateway_config(work_dir, f"shadow-{label[:2]}", repository, routing, {})
-        server = start_gateway(f"gateway-{label[:2]}", config, work_dir)
-        try:
-            (p50, p95), errors = paced_percentiles_ms(
-                server, f"/v2/models/{MODEL}/infer", loads[0], 8, args.paced_rate,
-                args.duration, (50, 95))
-        finally:
+        servers.append((label, start_gateway(f"gateway-{label[:2]}", config, work_dir)))
+    try:
+        measured = alternate(servers, lambda server: paced_percentiles_ms(
+            server, f"/v2/models/{MODEL}/infer", loads[0], 8, args.paced_rate,
+            args.duration, (50, 95)))
+    finally:
+        for _, server in servers:
             server.stop()
-        rows.append([label, f"{p50:.3f}", f"{p95:.3f}", str(errors)])
+    rows = []
+    for (label, _), runs in zip(servers, measured, strict=True):
+        p50, p95 = (float(np.median([r[0][i] for r in runs])) for i in (0, 1))
+        rows.append([label, f"{p50:.3f}", f"{p95:.3f}", str(sum(r[1] for r in runs))])
     cost = float(rows[1][2]) / float(rows[0][2]) - 1
     rows.append(["shadow cost", "", f"{cost:+.1%}", ""])
     print_table(f"6. routing: the decision takes {sticky_us:.1f} µs with a sticky key, "
                 f"{random_us:.1f} µs without; a shadow's cost to the primary at a paced "
-                f"{args.paced_rate:g} req/s over 8 connections (1-row JSON, ms)",
+                f"{args.paced_rate:g} req/s over 8 connections (1-row JSON, ms; medians of 3 "
+                "alternating runs)",
                 ["primary", "p50", "p95", "errors"], rows)
+
+
+def alternate(servers: list[tuple[str, Server]], measure: Callable[[Server], T],
+              rounds: int = 3) -> list[list[T]]:
+    """Measure A, B, A, B, ...: both servers see the machine in the same states, so a drift
+    in the machine's load over the run does not pass for a difference between them."""
+    results: list[list[T]] = [[] for _ in servers]
+    for _ in range(rounds):
+        for i, (_, server) in enumerate(servers):
+            results[i].append(measure(server))
+    return results
+
+
+def bench_drift(args: argparse.Namespace, loads: list[Load], work_dir: Path) -> None:
+    """Drift ingestion speed by batch size, the time for all statistics, and the gateway's
+    throughput with the monitor on against off."""
+    from sklearn.datasets import load_breast_cancer
+
+    from gateway.observability.drift import DriftMonitor
+
+    reference = ROOT / "models" / MODEL / "2" / "reference.json"
+    data = load_breast_cancer().data
+    rows_table = []
+    for rows in (1, 32, 1024):
+        batch = np.resize(data, (rows, data.shape[1]))
+        outputs = {"label": np.zeros(rows, np.int64),
+                   "probabilities": np.full((rows, 2), 0.5, np.float32)}
+        monitor = DriftMonitor.from_reference_file(reference)
+        seconds = time_call(lambda b=batch, o=outputs, m=monitor: m.ingest(b, o), repeats=200)
+        rows_table.append([str(rows), f"{seconds * 1e6:.0f}",
+                           f"{rows * data.shape[1] / seconds / 1e6:.1f}"])
+    monitor = DriftMonitor.from_reference_file(reference)
+    monitor.ingest(data)
+    report_us = time_call(monitor.report, repeats=200) * 1e6
+    servers = []
+    for label, enabled in (("off", False), ("on", True)):
+        config_dir = work_dir / f"drift-{label}"
+        config_dir.mkdir()
+        shutil.copy(ROOT / "config" / "routing.yaml", config_dir / "routing.yaml")
+        (config_dir / "gateway.yaml").write_text(yaml.safe_dump(
+            {"model_repository": str(ROOT / "models"), "routing": "routing.yaml",
+             "execution_provider": "cpu", "drift": {"enabled": enabled}}))
+        servers.append((label, start_gateway(f"gateway-drift-{label}",
+                                             config_dir / "gateway.yaml", work_dir)))
+    try:
+        measured = alternate(servers, lambda server: args.drive(
+            server, f"/v2/models/{MODEL}/infer", loads[0], 64, args.duration, work_dir))
+    finally:
+        for _, server in servers:
+            server.stop()
+    off, on = (max(runs, key=lambda r: r.rps) for runs in measured)
+    print_table(f"7. drift monitor: ingestion by batch size (30 features and 2 outputs); all "
+                f"statistics of a version in {report_us:.0f} µs; gateway at 64 connections, "
+                f"1-row JSON, best of 3 alternating runs: {on.rps:,.0f} req/s with the monitor "
+                f"on, {off.rps:,.0f} off "
+                f"(on/off {on.rps / off.rps:.2f}×, errors {on.errors + off.errors})",
+                ["rows per batch", "µs per batch", "M feature values/s"], rows_table)
 
 
 def parse_rps(row: list[str]) -> float:
@@ -485,6 +552,7 @@ def main() -> int:
         if args.memory_requests:
             bench_memory(args, loads, work_dir)
         bench_routing(args, loads, work_dir)
+        bench_drift(args, loads, work_dir)
     return 0
 
 

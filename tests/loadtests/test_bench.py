@@ -22,7 +22,7 @@ def test_bench_runs_and_prints_its_tables() -> None:
     out = result.stdout
     for title in ("1. onnxruntime called directly", "2. gateway vs reference app",
                   "3. latency at a paced", "4. batching off vs on", "5. gateway memory",
-                  "6. routing"):
+                  "6. routing", "7. drift monitor"):
         assert title in out
     table = out.split("2. gateway vs reference app")[1].split("3. latency")[0]
     rows = [line.split() for line in table.splitlines() if line.startswith(("1-row", "32-row"))]

@@ -110,9 +110,13 @@ class DriftService:
         if len(tracked.feature_inputs) == 1:
             features = inputs[tracked.feature_inputs[0]]
         else:
-            features = np.column_stack([inputs[n].reshape(-1) for n in tracked.feature_inputs])
+            try:
+                features = np.column_stack([inputs[n].reshape(-1)
+                                            for n in tracked.feature_inputs])
+            except ValueError:  # per-feature inputs of unequal lengths: not rows to monitor
+                return
         rows = features.shape[0] if features.ndim == 2 else 0
-        if rows == 0:
+        if rows == 0 or features.shape[1] != len(tracked.monitor.feature_names):
             return
         if tracked.buffered_rows + rows > self.max_buffer_rows:
             tracked.dropped_rows += rows
@@ -147,19 +151,22 @@ class DriftService:
             if report:
                 since_report = 0.0
             if batches or report:
-                try:
-                    await loop.run_in_executor(self._thread, self._fold, batches, report)
-                except Exception:  # a fault here must never reach requests: log, keep going
-                    logger.exception("drift monitor failed to fold a batch; rows skipped")
+                await loop.run_in_executor(self._thread, self._fold, batches, report)
 
     def _fold(self, batches: list[tuple[_Tracked, list[tuple[np.ndarray, Tensors]]]],
               report: bool) -> None:
         for tracked, taken in batches:
-            features = np.concatenate([f for f, _ in taken]) if len(taken) > 1 else taken[0][0]
-            names = taken[0][1].keys()
-            outputs = {n: np.concatenate([o[n] for _, o in taken]) if len(taken) > 1
-                       else taken[0][1][n] for n in names}
-            tracked.monitor.ingest(features, outputs)
+            try:
+                features = (np.concatenate([f for f, _ in taken]) if len(taken) > 1
+                            else taken[0][0])
+                names = taken[0][1].keys()
+                outputs = {n: np.concatenate([o[n] for _, o in taken]) if len(taken) > 1
+                           else taken[0][1][n] for n in names}
+                tracked.monitor.ingest(features, outputs)
+            except Exception:  # a fault here must never reach requests or other versions
+                logger.exception("drift monitor of model '%s' version %d could not fold %d "
+                                 "batches; they are skipped", tracked.model, tracked.version,
+                                 len(taken))
         if report:
             for tracked in list(self._tracked.values()):
                 tracked.report = tracked.monitor.report(tracked.psi_threshold)

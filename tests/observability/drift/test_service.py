@@ -54,7 +54,7 @@ def test_a_failing_fold_is_logged_and_the_service_keeps_going() -> None:
         service = DriftService(DriftSettings(report_interval_s=0.05))
         service.track(MODEL, 1, REFERENCE, INPUTS)
         service.start()
-        bad = np.zeros((5, 31), np.float32)  # a width the profile does not have
+        bad = np.full((5, 30), "text", dtype=object)  # not numbers: folding it raises
         service.observe(MODEL, 1, {"input": bad}, {})
         await asyncio.sleep(0.2)
         service.observe(MODEL, 1, {"input": sample_rows(7)}, {})
