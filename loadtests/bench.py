@@ -474,6 +474,30 @@ def bench_drift(args: argparse.Namespace, loads: list[Load], work_dir: Path) -> 
         seconds = time_call(lambda b=batch, o=outputs, m=monitor: m.ingest(b, o), repeats=200)
         rows_table.append([str(rows), f"{seconds * 1e6:.0f}",
                            f"{rows * data.shape[1] / seconds / 1e6:.1f}"])
+    # Single-row requests as the gateway feeds them: observe() on the request path, one fold of
+    # what gathered in the buffer (here 1,000 requests) on the drift thread.
+    from gateway.observability.drift.service import DriftService
+    from gateway.settings import DriftSettings
+    from gateway.tensors import TensorSpec
+
+    service = DriftService(DriftSettings())
+    service.track(MODEL, 2, reference, (TensorSpec("input", "FP32", (-1, 30)),))
+    tracked = service.tracked_reports()[0]
+    singles = [np.resize(data, (1, data.shape[1])).astype(np.float32) for _ in range(1000)]
+    one_row_outputs = {"label": np.zeros(1, np.int64),
+                       "probabilities": np.full((1, 2), 0.5, np.float32)}
+
+    def through_service() -> None:
+        for row in singles:
+            service.observe(MODEL, 2, {"input": row}, one_row_outputs)
+        taken = list(tracked.buffer)
+        tracked.buffer.clear()
+        tracked.buffered_rows = 0
+        service._fold([(tracked, taken)], False)
+
+    seconds = time_call(through_service, repeats=20)
+    rows_table.append(["1 (1,000 requests, as served)", f"{seconds / 1000 * 1e6:.1f} per row",
+                       f"{1000 * data.shape[1] / seconds / 1e6:.1f}"])
     monitor = DriftMonitor.from_reference_file(reference)
     monitor.ingest(data)
     report_us = time_call(monitor.report, repeats=200) * 1e6

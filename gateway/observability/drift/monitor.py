@@ -54,12 +54,12 @@ class DriftMonitor:
         if features.ndim != 2 or features.shape[1] != len(self.feature_columns):
             raise ValueError(f"features have shape {list(features.shape)}; the profile has "
                              f"{len(self.feature_columns)} features")
-        self.features.add(self.features.binner.count(features))
+        self.features.add(features)
         if self.outputs is not None and outputs:
             rows = features.shape[0]
             matrix = self._output_matrix(outputs, rows)
             if matrix is not None:
-                self.outputs.add(self.outputs.binner.count(matrix))
+                self.outputs.add(matrix)
 
     def _output_matrix(self, outputs: dict[str, np.ndarray], rows: int) -> np.ndarray | None:
         columns = []
@@ -84,7 +84,7 @@ def _column_report(window: SlidingWindow, columns: list[Column],
                    psi_threshold: float) -> list[dict[str, Any]]:
     live = window.total()
     binner = window.binner
-    stats = drift_statistics(binner.reference.bins, live.bins, binner.offsets)
+    stats = drift_statistics(binner.reference, live.bins, binner.offsets)
     report = []
     for i, column in enumerate(columns):
         psi, js, ks = (float(stats[k][i]) for k in ("psi", "js", "ks"))

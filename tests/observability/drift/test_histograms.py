@@ -36,9 +36,16 @@ def test_nan_and_unseen_categories_are_counted_apart() -> None:
     np.testing.assert_array_equal(counts.unseen, [0, 1])
 
 
-def test_counts_add_and_subtract() -> None:
-    binner = Binner([column_from_profile(numeric("x", [0.0]))])
-    a, b = binner.count(np.array([[1.0], [2.0]])), binner.count(np.array([[-1.0]]))
-    total = a + b
-    assert total.rows == 3 and list(total.bins) == [1, 2]
-    assert list((total - a).bins) == [1, 0]
+def test_infinities_land_in_the_end_bins() -> None:
+    binner = Binner([column_from_profile(numeric("x", [0.0, 1.0]))])
+    counts = binner.count(np.array([[-np.inf], [np.inf], [0.5]]))
+    np.testing.assert_array_equal(counts.bins, [1, 1, 1])
+    assert counts.nan[0] == 0
+
+
+def test_huge_and_tiny_values_keep_their_bins() -> None:
+    """Clipping into each column's own span never moves a value across an edge."""
+    binner = Binner([column_from_profile(numeric("a", [1e-9, 2e-9])),
+                     column_from_profile(numeric("b", [1e6, 1e9]))])
+    values = np.array([[1.5e-9, 1e12], [0.0, 1e6], [3e-9, 5e8], [1e-9, -1e12]])
+    np.testing.assert_array_equal(binner.count(values).bins, [1, 2, 1, 1, 2, 1])

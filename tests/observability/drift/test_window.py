@@ -1,27 +1,31 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from gateway.observability.drift.histograms import Binner, column_from_profile
 from gateway.observability.drift.window import SlidingWindow
 
-
-def test_the_window_keeps_the_latest_rows_by_subtracting_old_chunks() -> None:
-    binner = Binner([column_from_profile({"name": "x", "kind": "numeric", "edges": [0.5],
-                                          "counts": [1, 1]})])
-    window = SlidingWindow(binner, window_rows=100)  # chunks of 10 rows
-    for _ in range(30):
-        window.add(binner.count(np.zeros((10, 1))))  # old data: all in bin 0
-    for _ in range(10):
-        window.add(binner.count(np.ones((10, 1))))  # new data: all in bin 1
-    total = window.total()
-    assert 100 <= total.rows <= 110
-    assert total.bins[0] == 0 and total.bins[1] == total.rows  # nothing old is left
+PROFILES = [{"name": "a", "kind": "numeric", "edges": [-1.0, 0.0, 1.0], "counts": [1] * 4},
+            {"name": "b", "kind": "categorical", "categories": [0, 1, 2], "counts": [1] * 3}]
 
 
-def test_a_partial_chunk_counts_at_once() -> None:
-    binner = Binner([column_from_profile({"name": "x", "kind": "numeric", "edges": [0.5],
-                                          "counts": [1, 1]})])
-    window = SlidingWindow(binner, window_rows=5000)
-    window.add(binner.count(np.ones((3, 1))))
-    assert window.total().rows == 3
+@pytest.mark.parametrize("batch_sizes", [[1] * 300, [7, 50, 1, 120, 33, 260, 3, 99],
+                                         [500, 20], [250, 250]])
+def test_the_window_is_exactly_the_histogram_of_the_last_rows(batch_sizes: list[int]) -> None:
+    binner = Binner([column_from_profile(p) for p in PROFILES])
+    window = SlidingWindow(binner, window_rows=250)
+    rng = np.random.default_rng(len(batch_sizes))
+    seen = []
+    for size in batch_sizes:
+        batch = np.column_stack([rng.normal(size=size), rng.integers(0, 4, size)]).astype(float)
+        batch[rng.random(size) < 0.05, 0] = np.nan
+        window.add(batch)
+        seen.append(batch)
+        last = np.concatenate(seen)[-250:]
+        expected = binner.count(last)
+        total = window.total()
+        assert total.rows == len(last)
+        np.testing.assert_array_equal(total.bins, expected.bins)
+        np.testing.assert_array_equal(total.nan, expected.nan)
+        np.testing.assert_array_equal(total.unseen, expected.unseen)
