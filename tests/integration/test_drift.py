@@ -16,8 +16,9 @@ from tests.integration.conftest import Start
 
 def send(url: str, rows: np.ndarray, version: str) -> None:
     client = httpclient.InferenceServerClient(url)
-    for start in range(0, len(rows), 16):
-        part = rows[start:start + 16].astype(np.float32)
+    step = 16 if len(rows) < 1000 else 256
+    for start in range(0, len(rows), step):
+        part = rows[start:start + step].astype(np.float32)
         tensor = httpclient.InferInput("input", list(part.shape), "FP32")
         tensor.set_data_from_numpy(part)
         client.infer(MODEL, [tensor], model_version=version)
@@ -59,3 +60,27 @@ def test_a_version_without_a_profile_is_served_but_not_monitored(
     reply = server.request("GET", f"/v2/models/{MODEL}/versions/1/drift")
     assert reply.status == 404 and "not monitored" in reply.json()["error"]
     assert "no drift monitoring" in server.log()
+
+
+def test_as_a_new_user_would_training_rows_then_one_feature_scaled(
+        write_config: ConfigWriter, start: Start) -> None:
+    """The shipped model: its training-like rows raise nothing; once the window holds the same
+    rows with one feature scaled by 1.5, that feature and only that one is drifted."""
+    server = start(write_config(drift={"report_interval_s": 0.2}))
+    data = load_breast_cancer().data
+    report_path = f"/v2/models/{MODEL}/versions/2/drift"
+    send(server.url, data, "2")
+    time.sleep(0.5)
+    assert not any(f["drifted"] for f in server.request("GET", report_path).json()["features"])
+    scaled = data.copy()
+    scaled[:, 3] *= 1.5  # "mean area"
+    send(server.url, np.tile(scaled, (9, 1)), "2")  # 5,121 rows: the window is all shifted
+    time.sleep(0.5)
+    report = server.request("GET", report_path).json()
+    assert report["window_rows"] == 5000
+    assert [f["name"] for f in report["features"] if f["drifted"]] == ["mean area"]
+    metrics = server.request("GET", "/metrics").body.decode()
+    psi = {line.split('feature="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
+           for line in metrics.splitlines()
+           if line.startswith("gateway_drift_psi{") and 'version="2"' in line}
+    assert [name for name, value in psi.items() if value >= 0.2] == ["mean area"]

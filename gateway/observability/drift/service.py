@@ -3,7 +3,7 @@ Prometheus.
 
 The request path calls `observe`, which appends references to the already-decoded arrays to a
 bounded per-version buffer (no copy, no loop; a full buffer drops the rows and counts them). A
-background task drains the buffers every 50 ms, concatenates what each version gathered, and
+background task drains the buffers every 10 ms, concatenates what each version gathered, and
 folds it into that version's monitor on the drift thread, so the event loop only moves pointers.
 Reports for the gauges are computed on that thread every `report_interval_s`, and a custom
 collector serves them at scrape time.
@@ -30,7 +30,9 @@ from gateway.tensors import TensorSpec
 
 logger = logging.getLogger("gateway.drift")
 
-DRAIN_INTERVAL_S = 0.05
+DRAIN_INTERVAL_S = 0.01
+"""Short, frequent folds: a fold holds the GIL in short stretches for about its length, and at
+50 ms a 32-row stream's folds (1.6 ms) showed up as the p99 of one connection (3 ms vs 0.7)."""
 Tensors = dict[str, np.ndarray]
 
 
