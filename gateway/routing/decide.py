@@ -27,7 +27,6 @@ from typing import Any
 from gateway.routing.policy import Flag, ModelPolicy, TrafficEntry
 
 SPLIT, FLAG, PINNED = "split", "flag", "pinned"
-ROUTES = (SPLIT, FLAG, PINNED)
 
 
 @dataclass(frozen=True)
