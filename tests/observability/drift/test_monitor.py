@@ -67,3 +67,20 @@ def test_an_empty_window_reports_nulls_and_a_wrong_width_is_refused() -> None:
     assert report["window_rows"] == 0 and report["features"][0]["psi"] is None
     with pytest.raises(ValueError, match="30 features"):
         monitor.ingest(np.zeros((2, 29)))
+
+
+def test_rows_fed_one_by_one_report_as_one_batch() -> None:
+    data = load_breast_cancer().data[:1500 % 569 + 300]
+    one_by_one = DriftMonitor.from_reference_file(REFERENCE, window_rows=400)
+    for row in data:
+        one_by_one.ingest(row[None, :])
+    at_once = DriftMonitor.from_reference_file(REFERENCE, window_rows=400)
+    at_once.ingest(data)
+    assert one_by_one.report() == at_once.report()
+    assert one_by_one.report()["window_rows"] == 400
+
+
+def test_non_numeric_features_are_refused_at_ingest() -> None:
+    monitor = DriftMonitor.from_reference_file(REFERENCE)
+    with pytest.raises(ValueError, match="must be numbers"):
+        monitor.ingest(np.full((2, 30), "x", dtype=object))
