@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -86,6 +87,9 @@ def create_app(settings: Settings, admin_token: str | None = None) -> Starlette:
         rollout.publish()
         shadow.start()
         drift.start()
+        # What start-up made (sessions, modules, tables) lives as long as the process: freezing
+        # it keeps the collector's full passes from walking it again and again under load.
+        gc.freeze()
         stop = asyncio.Event()
         watcher = asyncio.create_task(
             watch_folder_of(settings.routing, rollout.reload, stop), name="watch")

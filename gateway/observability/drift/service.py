@@ -3,10 +3,13 @@ Prometheus.
 
 The request path calls `observe`, which appends references to the already-decoded arrays to a
 bounded per-version buffer (no copy, no loop; a full buffer drops the rows and counts them). A
-background task drains the buffers every 10 ms, concatenates what each version gathered, and
-folds it into that version's monitor on the drift thread, so the event loop only moves pointers.
-Reports for the gauges are computed on that thread every `report_interval_s`, and a custom
-collector serves them at scrape time.
+background task drains the buffers every 10 ms and folds what each version gathered into its
+monitor: on the event loop itself when the gathering is small (up to `INLINE_FOLD_ROWS` rows,
+tens of microseconds), on the drift thread when it is large. Handing every small fold to a
+thread cost more than the fold: the GIL hand-offs of 100 wake-ups a second took the gateway's
+1-row throughput to 0.91x of the monitor off, against 0.96x inline (medians of 10 alternating
+runs, 2 cores). Reports for the gauges are computed every `report_interval_s`, and a custom
+collector serves them at scrape time. One lock orders folds and reports, wherever they run.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ logger = logging.getLogger("gateway.drift")
 DRAIN_INTERVAL_S = 0.01
 """Short, frequent folds: a fold holds the GIL in short stretches for about its length, and at
 50 ms a 32-row stream's folds (1.6 ms) showed up as the p99 of one connection (3 ms vs 0.7)."""
+INLINE_FOLD_ROWS = 4096
+"""Gatherings up to this many rows fold on the event loop (a 1,024-row fold takes ~0.4 ms)."""
 Tensors = dict[str, np.ndarray]
 
 
@@ -69,6 +74,7 @@ class DriftService:
         self._tracked: dict[tuple[str, int], _Tracked] = {}
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="gateway-drift")
         self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
 
     def threshold(self, model: str) -> float:
         per_model = self.settings.models.get(model)
@@ -143,17 +149,24 @@ class DriftService:
             await asyncio.sleep(DRAIN_INTERVAL_S)
             since_report += DRAIN_INTERVAL_S
             batches = []
+            rows = 0
             for tracked in list(self._tracked.values()):
                 if tracked.buffer:
                     taken = list(tracked.buffer)
+                    rows += tracked.buffered_rows
                     tracked.buffer.clear()
                     tracked.buffered_rows = 0
                     batches.append((tracked, taken))
             report = since_report >= self.report_interval_s
             if report:
                 since_report = 0.0
-            if batches or report:
-                await loop.run_in_executor(self._thread, self._fold, batches, report)
+            if not (batches or report):
+                continue
+            async with self._lock:
+                if rows <= INLINE_FOLD_ROWS:
+                    self._fold(batches, report)
+                else:
+                    await loop.run_in_executor(self._thread, self._fold, batches, report)
 
     def _fold(self, batches: list[tuple[_Tracked, list[tuple[np.ndarray, Tensors]]]],
               report: bool) -> None:
@@ -178,9 +191,8 @@ class DriftService:
         tracked = self._tracked.get((model, version))
         if tracked is None:
             return None
-        loop = asyncio.get_running_loop()
-        doc = await loop.run_in_executor(self._thread, tracked.monitor.report,
-                                         tracked.psi_threshold)
+        async with self._lock:
+            doc = tracked.monitor.report(tracked.psi_threshold)
         return {"model": model, "version": str(version), **doc,
                 "dropped_rows": tracked.dropped_rows}
 
