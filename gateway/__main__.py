@@ -29,7 +29,7 @@ def serve(args: argparse.Namespace) -> int:
     logger.info("serving %s on http://%s:%d (execution_provider: %s)",
                 settings.model_repository, host, port, settings.execution_provider)
     uvicorn.run(app, host=host, port=port, loop="uvloop", http="httptools",
-                log_level="info", access_log=settings.server.access_log,
+                log_level="info", access_log=False,  # ours: gateway.http.middleware
                 timeout_graceful_shutdown=int(settings.server.shutdown_grace_s) or None)
     return 0
 

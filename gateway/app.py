@@ -20,10 +20,11 @@ from gateway.deployments import Deployments, needed_versions
 from gateway.errors import GatewayError
 from gateway.http.admin import Admin
 from gateway.http.endpoints import Endpoints
-from gateway.http.middleware import RequestIdMiddleware
+from gateway.http.middleware import RequestMiddleware
 from gateway.http.responses import on_gateway_error, on_http_exception, on_unexpected_error
 from gateway.observability.drift.service import DriftService
 from gateway.observability.metrics import GatewayMetrics
+from gateway.observability.tracing import Tracing
 from gateway.rollout import Rollout, read_policy_file
 from gateway.routing.policy import Policy, parse_policy
 from gateway.routing.shadow import ShadowRunner, ShadowTarget
@@ -45,11 +46,13 @@ class Gateway:
     deployments: Deployments
 
 
-def build_gateway(settings: Settings) -> Gateway:
+def build_gateway(settings: Settings, metrics: GatewayMetrics | None = None) -> Gateway:
     """Scan the repository and read the policy; models load at start-up (see `create_app`)."""
     repository = scan_repository(settings.model_repository)
     policy = parse_policy(read_policy_file(settings.routing), repository)
-    return Gateway(settings, repository, policy, Deployments(settings, repository))
+    deployments = Deployments(settings, repository,
+                              metrics.batch_observer if metrics is not None else None)
+    return Gateway(settings, repository, policy, deployments)
 
 
 def _shadow_target(deployments: Deployments) -> ShadowTarget:
@@ -63,10 +66,13 @@ def _shadow_target(deployments: Deployments) -> ShadowTarget:
 
 def create_app(settings: Settings, admin_token: str | None = None) -> Starlette:
     """The ASGI app; `admin_token` defaults to env GATEWAY_ADMIN_TOKEN (no token: no admin)."""
-    gateway = build_gateway(settings)
     metrics = GatewayMetrics()
+    gateway = build_gateway(settings, metrics)
     deployments = gateway.deployments
-    shadow = ShadowRunner(_shadow_target(deployments), metrics.count_shadow)
+    metrics.count_inflight(deployments.inflight_by_model)
+    tracing = Tracing(settings.tracing.service_name)
+    shadow = ShadowRunner(_shadow_target(deployments), metrics.count_shadow,
+                          tracer=tracing.tracer)
     drift = DriftService(settings.drift)
     metrics.registry.register(drift.collector())
 
@@ -102,15 +108,16 @@ def create_app(settings: Settings, admin_token: str | None = None) -> Starlette:
             await drift.stop()
             await rollout.stop()
             await deployments.stop()
+            await asyncio.to_thread(tracing.shutdown)
 
-    routes: list[BaseRoute] = list(Endpoints(deployments, rollout, metrics, shadow,
-                                             drift).routes())
+    routes: list[BaseRoute] = list(Endpoints(deployments, rollout, metrics, shadow, drift,
+                                             tracing).routes())
     token = admin_token if admin_token is not None else os.environ.get(ADMIN_TOKEN_VARIABLE)
     if token:
         routes += Admin(rollout, token).routes()
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(RequestIdMiddleware)],
+        middleware=[Middleware(RequestMiddleware, access_log=settings.server.access_log)],
         exception_handlers={GatewayError: on_gateway_error, HTTPException: on_http_exception,
                             Exception: on_unexpected_error},
         lifespan=lifespan,

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import onnxruntime as ort
 
-from gateway.batching.batcher import Batcher, BatchingLimits
+from gateway.batching.batcher import Batcher, BatchingLimits, BatchObserver
 from gateway.batching.execution import choose_execution, time_call
 from gateway.errors import BadRequest, GatewayError, InferenceFailed, NotFound, Unavailable
 from gateway.routing.policy import Policy
@@ -87,8 +88,11 @@ def classify_inference_error(exc: Exception) -> GatewayError:
 class Deployments:
     """Table of served versions; `find` answers the lookup of every request."""
 
-    def __init__(self, settings: Settings, repository: Repository) -> None:
+    def __init__(self, settings: Settings, repository: Repository,
+                 observe_batches: Callable[[str, int], BatchObserver] | None = None) -> None:
         self.settings = settings
+        self._observe_batches = observe_batches
+        """(model, version) -> the per-batch callback of that version's batcher (metrics)."""
         self.repository = repository
         self._table: dict[str, dict[int, Deployment]] = {}
         self._ready: dict[str, frozenset[int]] = {}
@@ -155,6 +159,7 @@ class Deployments:
         for deployment in self.all():
             if deployment.session is None or deployment.batcher is not None:
                 continue
+            key = (deployment.entry.model, deployment.entry.version)
             deployment.execution = choose_execution(b.execution, deployment.batch_call_s)
             if deployment.execution == "thread":
                 deployment.thread = ThreadPoolExecutor(
@@ -167,7 +172,9 @@ class Deployments:
                         else "on a thread of its own", b.execution)
             deployment.batcher = Batcher(deployment.name, deployment.session.run,
                                          deployment.session.batchable, limits,
-                                         deployment.thread, classify_inference_error)
+                                         deployment.thread, classify_inference_error,
+                                         self._observe_batches(*key) if self._observe_batches
+                                         else None)
             deployment.batcher.start()
         self._refresh_ready()
 
@@ -181,6 +188,10 @@ class Deployments:
 
     def all(self) -> list[Deployment]:
         return [d for versions in self._table.values() for d in versions.values()]
+
+    def inflight_by_model(self) -> dict[str, int]:
+        return {model: sum(d.inflight for d in versions.values())
+                for model, versions in self._table.items()}
 
     def ready_versions(self, model: str) -> frozenset[int]:
         return self._ready.get(model, frozenset())

@@ -89,6 +89,14 @@ class Rollout:
             except PolicyError as exc:
                 return self._reject(str(exc), "")
             sha = hashlib.sha256(text.encode()).hexdigest()
+            if (not force and sha == self.policy.source_sha256
+                    and self.last_reload.result == "error"):
+                # A rejected edit undone: the file is the policy in force again.
+                self._metrics.config_in_force.set(1)
+                self.last_reload = ReloadResult("success", "the file is back to the policy in "
+                                                "force", time.time(), sha)
+                logger.info("routing file is back to the policy in force")
+                return self.last_reload
             if not force and sha in (self.policy.source_sha256, self.last_reload.source_sha256):
                 # In force already, or rejected already: say it once, not on every poll.
                 return ReloadResult("unchanged", "", time.time(), sha)
@@ -114,18 +122,19 @@ class Rollout:
             model, version = deployment.entry.model, deployment.entry.version
             if version not in needed.get(model, frozenset()):
                 self._deployments.remove(model, version)
+                self._metrics.forget_version(model, version)
                 task = asyncio.create_task(self._deployments.unload_when_idle(deployment))
                 self._unloads.add(task)
                 task.add_done_callback(self._unloads.discard)
         self.publish()
-        self._metrics.config_reloads.labels("success").inc()
+        self._metrics.count_reload(success=True)
         self.last_reload = ReloadResult("success", "applied", time.time(), sha)
         logger.info("routing policy applied (sha256 %s…): %s", sha[:12],
                     {m: {t.version: t.weight for t in p.traffic} for m, p in policy.models.items()})
         return self.last_reload
 
     def _reject(self, reason: str, sha: str) -> ReloadResult:
-        self._metrics.config_reloads.labels("error").inc()
+        self._metrics.count_reload(success=False)
         self.last_reload = ReloadResult("error", reason, time.time(), sha)
         logger.error("routing policy rejected, the previous one keeps serving: %s", reason)
         return self.last_reload

@@ -29,7 +29,7 @@ class ServerSettings:
     shutdown_grace_s: float = 30.0
     """On SIGTERM, how long in-flight and queued requests may take to finish before exit."""
     access_log: bool = False
-    """Log one line per request (costs throughput)."""
+    """Log one line per request, with its request id and trace id (costs throughput)."""
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,20 @@ RunFunction = Callable[[Tensors], Tensors]
 _Outcome = tuple[Tensors | None, Exception | None]
 
 
+BatchObserver = Callable[[int, list[float], float], None]
+"""(rows in the batch, each request's wait in the queue in seconds, inference seconds)."""
+
+
+@dataclass
+class BatchTiming:
+    """Filled in for a caller that asks (tracing): when its request queued and its batch ran."""
+    enqueued_s: float = 0.0
+    started_s: float = 0.0
+    ended_s: float = 0.0
+    rows: int = 0
+    requests: int = 0
+
+
 @dataclass(eq=False)
 class _Pending:
     inputs: Tensors
@@ -57,6 +71,7 @@ class _Pending:
     deadline_s: float | None
     future: asyncio.Future[Tensors]
     enqueued_s: float = field(default_factory=time.perf_counter)
+    timing: BatchTiming | None = None
 
 
 @dataclass(frozen=True)
@@ -70,8 +85,10 @@ class Batcher:
     """Queue and worker of one model version. `run` executes a (merged) batch synchronously."""
 
     def __init__(self, name: str, run: RunFunction, batchable: bool, limits: BatchingLimits,
-                 executor: Executor | None, on_error: Callable[[Exception], GatewayError]) -> None:
+                 executor: Executor | None, on_error: Callable[[Exception], GatewayError],
+                 observe: BatchObserver | None = None) -> None:
         self.name = name
+        self._observe = observe
         self._run = run
         self._batchable = batchable and limits.max_batch_size > 1
         self._limits = limits
@@ -104,8 +121,10 @@ class Batcher:
         if self._worker is not None:
             await self._worker
 
-    async def submit(self, inputs: Tensors, rows: int, timeout_us: int | None) -> Tensors:
-        """Queue `inputs` (`rows` along the first dimension) and wait for the outputs."""
+    async def submit(self, inputs: Tensors, rows: int, timeout_us: int | None,
+                     timing: BatchTiming | None = None) -> Tensors:
+        """Queue `inputs` (`rows` along the first dimension) and wait for the outputs; `timing`,
+        when given, is filled in with the request's queue and batch times."""
         if self._closing:
             raise Unavailable(f"{self.name} is shutting down; retry on another replica")
         if len(self._queue) >= self._limits.max_queue_size:
@@ -124,7 +143,7 @@ class Batcher:
         self._last_arrival_s = now
         deadline = now + timeout_us / 1e6 if timeout_us else None
         future: asyncio.Future[Tensors] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(inputs, rows, merge_key, deadline, future, now))
+        self._queue.append(_Pending(inputs, rows, merge_key, deadline, future, now, timing))
         self._queued_rows += rows
         self._wakeup.set()
         return await future
@@ -146,11 +165,22 @@ class Batcher:
             batch = self._take_batch()
             if not batch:
                 continue
+            started = time.perf_counter()
             if self._executor is None:
                 outcomes = self._execute(batch)
             else:
                 outcomes = await loop.run_in_executor(self._executor, self._execute, batch)
+            ended = time.perf_counter()
+            rows = sum(item.rows for item in batch)
+            if self._observe is not None:
+                self._observe(rows, [started - item.enqueued_s for item in batch],
+                              ended - started)
             for item, (result, error) in zip(batch, outcomes, strict=True):
+                if item.timing is not None:
+                    timing = item.timing
+                    timing.enqueued_s, timing.started_s, timing.ended_s = (
+                        item.enqueued_s, started, ended)
+                    timing.rows, timing.requests = rows, len(batch)
                 _resolve(item.future, result, error)
 
     def _worth_waiting(self) -> bool:

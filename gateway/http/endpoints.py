@@ -21,6 +21,7 @@ from gateway.http.body import read_body
 from gateway.http.responses import JSON, json_response
 from gateway.observability.drift.service import DriftService
 from gateway.observability.metrics import NO_VERSION, UNKNOWN_MODEL, GatewayMetrics
+from gateway.observability.tracing import RequestTrace, Tracing
 from gateway.protocol.request import decode_request
 from gateway.protocol.response import encode_response
 from gateway.protocol.validate import check_request
@@ -36,8 +37,9 @@ HEADER_LENGTH = "inference-header-content-length"
 
 class Endpoints:
     def __init__(self, deployments: Deployments, rollout: Rollout, metrics: GatewayMetrics,
-                 shadow: ShadowRunner, drift: DriftService) -> None:
+                 shadow: ShadowRunner, drift: DriftService, tracing: Tracing) -> None:
         self.deployments = deployments
+        self.tracing = tracing
         self.drift = drift
         self.rollout = rollout
         self.metrics = metrics
@@ -143,27 +145,35 @@ class Endpoints:
         pinned = request.path_params.get("version")
         labels = [UNKNOWN_MODEL, NO_VERSION, PINNED if pinned is not None else SPLIT]
         code = 500
+        traced = self.tracing.request(
+            request.headers, "POST /v2/models/{model}/versions/{version}/infer"
+            if pinned is not None else "POST /v2/models/{model}/infer", start)
+        if traced is not None:
+            request.scope["state"]["trace_id"] = format(traced.span_context.trace_id, "032x")
         try:
             self.deployments.check_model(model)
             labels[0] = model
-            response = await self._infer(request, model, pinned, labels)
+            response = await self._infer(request, model, pinned, labels, traced)
             code = response.status_code
             return response
         except GatewayError as exc:
             code = exc.status
             raise
         finally:
-            self.metrics.observe_request(labels[0], labels[1], labels[2], code,
-                                         time.perf_counter() - start)
+            end = time.perf_counter()
+            self.metrics.observe_request(labels[0], labels[1], labels[2], code, end - start)
+            if traced is not None:
+                traced.end(code, labels[0], labels[1], labels[2], end)
 
     async def _infer(self, request: Request, model: str, pinned: str | None,
-                     labels: list[str]) -> Response:
+                     labels: list[str], traced: RequestTrace | None) -> Response:
         body = await read_body(request, self.limits.max_body_bytes)
         infer_request = decode_request(body, request.headers.get(HEADER_LENGTH),
                                        self.limits.max_tensor_elements)
         # From here to `inflight += 1` nothing awaits: the policy read, the decision and the
         # lookup see one policy, and a version being unloaded is either found and held or gone.
         model_policy = self.rollout.policy.models.get(model)
+        routed_s = time.perf_counter()
         if pinned is not None:
             version = parse_version(pinned)
         elif model_policy is None:
@@ -173,6 +183,9 @@ class Endpoints:
                                       self.deployments.ready_versions(model))
             version, labels[2] = decision.version, decision.route
         labels[1] = str(version)
+        if traced is not None:
+            traced.child("route", routed_s, time.perf_counter(),
+                         {"model": model, "version": labels[1], "route": labels[2]})
         deployment = self.deployments.find(model, version)
         session, batcher = deployment.session, deployment.batcher
         assert session is not None and batcher is not None
@@ -183,14 +196,18 @@ class Endpoints:
             first = next(iter(infer_request.inputs.values()))
             rows = first.shape[0] if first.ndim else 1
             results = await batcher.submit(infer_request.inputs, rows,
-                                           infer_request.timeout_us or self.default_timeout_us)
+                                           infer_request.timeout_us or self.default_timeout_us,
+                                           traced.timing if traced is not None else None)
         finally:
             deployment.inflight -= 1
+            if traced is not None:
+                traced.batch_spans(model, labels[1])
         self.drift.observe(model, version, infer_request.inputs, results)
         if pinned is None and model_policy is not None and model_policy.shadow:
             shadows = [v for v in choose_shadows(model_policy) if v != version]
             if shadows:
-                self.shadow.mirror(model, shadows, infer_request.inputs, results)
+                self.shadow.mirror(model, shadows, infer_request.inputs, results,
+                                   traced.span_context if traced is not None else None)
         version_text = labels[1]
         content, header_length = encode_response(
             model, version_text, infer_request.id, results, infer_request.outputs,

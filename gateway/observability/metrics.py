@@ -4,16 +4,31 @@ Names and labels are the contract of SPEC section 6. Label values stay bounded: 
 `version` are names from the repository (`_unknown` for a model it does not have, `_none` for a
 request answered before a version was chosen), `route` one of split, flag, pinned.
 Children are bound once per label set and cached, so a request costs one dict lookup per metric.
+
+One registry per process, and one process per gateway: `gateway serve` runs a single worker
+process (batching, routing state and drift windows are per process), so /metrics is always the
+whole of that gateway and prometheus-client's multiprocess mode is not needed. Scale out with
+replicas, each scraped on its own; counters add up across them in PromQL.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from gateway.batching.batcher import BatchObserver
 
 UNKNOWN_MODEL = "_unknown"
 NO_VERSION = "_none"
 LATENCY_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                      0.25, 0.5, 1.0, 2.5, 5.0)
+QUEUE_BUCKETS_S = (0.00001, 0.000025, 0.00005, *LATENCY_BUCKETS_S)
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 
 
 class GatewayMetrics:
@@ -33,8 +48,23 @@ class GatewayMetrics:
             ["model", "version", "result"], registry=r)
         self.config_reloads = Counter("gateway_config_reloads_total",
                                       "Routing policy reloads by result.", ["result"], registry=r)
+        for result in ("success", "error"):  # present from the start, so rate() sees the first
+            self.config_reloads.labels(result)
+        self.config_in_force = Gauge(
+            "gateway_config_last_reload_success",
+            "1 when the routing file on disk is the policy in force, 0 while an edit is rejected.",
+            registry=r)
+        self.config_in_force.set(1)
         self.model_ready = Gauge("gateway_model_ready", "1 when the version serves, else 0.",
                                  ["model", "version"], registry=r)
+        self.queue_duration = Histogram(
+            "gateway_queue_duration_seconds", "Time a request waited in its version's batch queue.",
+            ["model", "version"], buckets=QUEUE_BUCKETS_S, registry=r)
+        self.inference_duration = Histogram(
+            "gateway_inference_duration_seconds", "Time of one (batched) onnxruntime call.",
+            ["model", "version"], buckets=LATENCY_BUCKETS_S, registry=r)
+        self.batch_size = Histogram("gateway_batch_size", "Rows per onnxruntime call.",
+                                    ["model", "version"], buckets=BATCH_SIZE_BUCKETS, registry=r)
         self._request_children: dict[tuple[str, str, str, str], Counter] = {}
         self._duration_children: dict[tuple[str, str, str], Histogram] = {}
         self._shadow_children: dict[tuple[str, str, str], Counter] = {}
@@ -54,6 +84,35 @@ class GatewayMetrics:
                     self.request_duration.labels(*duration_key)
             histogram.observe(duration_s)
 
+    def batch_observer(self, model: str, version: int) -> BatchObserver:
+        """The per-batch callback of one version's batcher, its children bound once."""
+        labels = (model, str(version))
+        queue = self.queue_duration.labels(*labels)
+        inference = self.inference_duration.labels(*labels)
+        size = self.batch_size.labels(*labels)
+
+        def observe(rows: int, waits_s: Sequence[float], run_s: float) -> None:
+            for wait in waits_s:
+                queue.observe(wait)
+            inference.observe(run_s)
+            size.observe(rows)
+        return observe
+
+    def forget_version(self, model: str, version: int) -> None:
+        """Drop an unloaded version's per-batch series, so they do not linger at last values."""
+        for family in (self.queue_duration, self.inference_duration, self.batch_size):
+            with contextlib.suppress(KeyError):
+                family.remove(model, str(version))
+
+    def count_inflight(self, source: Callable[[], dict[str, int]]) -> None:
+        """Serve `gateway_inflight_requests` from `source` (model -> requests) at scrape time,
+        so the request path only moves its own counter."""
+        self.registry.register(_InflightCollector(source))
+
+    def count_reload(self, success: bool) -> None:
+        self.config_reloads.labels("success" if success else "error").inc()
+        self.config_in_force.set(1 if success else 0)
+
     def count_shadow(self, model: str, version: int, result: str) -> None:
         key = (model, str(version), result)
         child = self._shadow_children.get(key)
@@ -72,3 +131,16 @@ class GatewayMetrics:
         self.model_ready.clear()
         for (model, version), ready in states.items():
             self.model_ready.labels(model, str(version)).set(1 if ready else 0)
+
+
+class _InflightCollector(Collector):
+    def __init__(self, source: Callable[[], dict[str, int]]) -> None:
+        self.source = source
+
+    def collect(self) -> Iterator[Any]:
+        family = GaugeMetricFamily("gateway_inflight_requests",
+                                   "Requests routed to a version and not yet answered by it.",
+                                   labels=["model"])
+        for model, count in self.source().items():
+            family.add_metric([model], count)
+        yield family

@@ -17,6 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+from opentelemetry import trace
+from opentelemetry.context import Context
 
 from gateway.routing.policy import ModelPolicy
 
@@ -52,6 +54,8 @@ class Mirror:
     version: int
     inputs: Tensors
     primary: Tensors
+    link: trace.SpanContext | None = None
+    """The request span this mirror came from (tracing on)."""
 
 
 ShadowTarget = Callable[[str, int], "tuple[Callable[[Tensors], Tensors], str | None] | None"]
@@ -60,8 +64,9 @@ ShadowTarget = Callable[[str, int], "tuple[Callable[[Tensors], Tensors], str | N
 
 class ShadowRunner:
     def __init__(self, target: ShadowTarget, count: Callable[[str, int, str], None],
-                 max_queue: int = 64) -> None:
+                 max_queue: int = 64, tracer: trace.Tracer | None = None) -> None:
         self._target = target
+        self._tracer = tracer
         self._count = count
         self._queue: asyncio.Queue[Mirror] = asyncio.Queue(max_queue)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="gateway-shadow")
@@ -77,35 +82,50 @@ class ShadowRunner:
                 await self._worker
         self._thread.shutdown(wait=False, cancel_futures=True)
 
-    def mirror(self, model: str, versions: list[int], inputs: Tensors, primary: Tensors) -> None:
+    def mirror(self, model: str, versions: list[int], inputs: Tensors, primary: Tensors,
+               link: trace.SpanContext | None = None) -> None:
         """Queue a mirror per shadow version; never waits (full queue: dropped and counted)."""
         for version in versions:
             try:
-                self._queue.put_nowait(Mirror(model, version, inputs, primary))
+                self._queue.put_nowait(Mirror(model, version, inputs, primary, link))
             except asyncio.QueueFull:
                 self._count(model, version, DROPPED)
 
     async def _work(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             item = await self._queue.get()
-            target = self._target(item.model, item.version)
-            if target is None:
-                self._count(item.model, item.version, ERROR)
+            if self._tracer is None:
+                self._count(item.model, item.version, await self._run(item))
                 continue
-            run, label = target
-            try:
-                outputs = await loop.run_in_executor(self._thread, run, item.inputs)
-            except Exception as exc:
-                logger.warning("shadow model '%s' version %d failed: %s", item.model,
-                               item.version, exc)
-                self._count(item.model, item.version, ERROR)
-                continue
-            try:
-                agree = compare_outputs(item.primary, outputs, label)
-            except Exception as exc:  # outputs of another shape or kind
-                logger.warning("shadow model '%s' version %d: cannot compare outputs: %s",
-                               item.model, item.version, exc)
-                self._count(item.model, item.version, ERROR)
-                continue
-            self._count(item.model, item.version, AGREE if agree else DISAGREE)
+            # Its own trace (the caller's answer does not wait for it), linked to the request.
+            links = [trace.Link(item.link)] if item.link is not None else None
+            span = self._tracer.start_span("shadow", context=Context(), links=links,
+                                           attributes={"model": item.model,
+                                                       "version": item.version})
+            result = await self._run(item)
+            span.set_attribute("result", result)
+            if result == ERROR:
+                span.set_status(trace.StatusCode.ERROR)
+            span.end()
+            self._count(item.model, item.version, result)
+
+    async def _run(self, item: Mirror) -> str:
+        """Run one mirror on the shadow thread and compare: agree, disagree or error."""
+        target = self._target(item.model, item.version)
+        if target is None:
+            return ERROR
+        run, label = target
+        try:
+            outputs = await asyncio.get_running_loop().run_in_executor(self._thread, run,
+                                                                       item.inputs)
+        except Exception as exc:
+            logger.warning("shadow model '%s' version %d failed: %s", item.model,
+                           item.version, exc)
+            return ERROR
+        try:
+            agree = compare_outputs(item.primary, outputs, label)
+        except Exception as exc:  # outputs of another shape or kind
+            logger.warning("shadow model '%s' version %d: cannot compare outputs: %s",
+                           item.model, item.version, exc)
+            return ERROR
+        return AGREE if agree else DISAGREE

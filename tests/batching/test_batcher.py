@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gateway.batching.batcher import Batcher, BatchingLimits, Tensors
+from gateway.batching.batcher import Batcher, BatchingLimits, BatchTiming, Tensors
 from gateway.deployments import classify_inference_error
 from gateway.errors import InferenceFailed, QueueTimeout, Unavailable
 from gateway.runtime.repository import scan_repository
@@ -281,3 +281,33 @@ def test_a_caller_that_waits_for_each_answer_stops_paying_the_delay(
 
     elapsed = asyncio.run(run_batcher(Recorder(), BatchingLimits(32, 50_000, 8), body))
     assert isinstance(elapsed, float) and elapsed < 1.0
+
+
+@pytest.mark.parametrize("executor", ["thread", "inline"])
+def test_every_batch_is_reported_and_a_caller_can_ask_for_its_timing(executor: str) -> None:
+    recorder = Recorder()
+    reported: list[tuple[int, list[float], float]] = []
+    parts = [sample_rows(n, seed=n) for n in (1, 2, 3)]
+    timings = [BatchTiming() for _ in parts]
+
+    async def main() -> None:
+        with ThreadPoolExecutor(1) as thread:
+            batcher = Batcher("test", recorder, True, BatchingLimits(32, 50_000, 64),
+                              thread if executor == "thread" else None,
+                              classify_inference_error,
+                              lambda rows, waits, run_s: reported.append((rows, waits, run_s)))
+            batcher.start()
+            before = time.perf_counter()
+            await asyncio.gather(*(batcher.submit({"input": p}, len(p), None, t)
+                                   for p, t in zip(parts, timings, strict=True)))
+            after = time.perf_counter()
+            await batcher.stop()
+        assert recorder.calls == [6]
+        [(rows, waits, run_s)] = reported
+        assert rows == 6 and len(waits) == 3 and all(w >= 0 for w in waits) and run_s > 0
+        for timing, wait in zip(timings, waits, strict=True):
+            assert before <= timing.enqueued_s <= timing.started_s <= timing.ended_s <= after
+            assert timing.started_s - timing.enqueued_s == pytest.approx(wait)
+            assert (timing.rows, timing.requests) == (6, 3)
+
+    asyncio.run(main())

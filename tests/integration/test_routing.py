@@ -177,10 +177,16 @@ def test_an_invalid_edit_is_rejected_whole_and_the_old_policy_serves(
     assert state["last_reload"]["message"]
     assert set(versions(server, 50)) == {"1", "2"}
     assert "routing policy rejected" in server.log()
-    assert 'gateway_config_reloads_total{result="error"} 1.0' in \
-        server.request("GET", "/metrics").body.decode()
+    metrics = server.request("GET", "/metrics").body.decode()
+    assert 'gateway_config_reloads_total{result="error"} 1.0' in metrics
+    assert "gateway_config_last_reload_success 0.0" in metrics
     reload = server.request("POST", "/admin/reload", headers=AUTH)
     assert reload.status == 400 and "keeps serving" in reload.json()["error"]
+    # Undoing the edit makes the file the policy in force again: the alert's gauge clears.
+    save(routing, policy((1, 70), (2, 30), sticky_key="x-user-id"))
+    wait_for(lambda: "gateway_config_last_reload_success 1.0" in
+             server.request("GET", "/metrics").body.decode())
+    assert admin_state(server)["last_reload"]["result"] == "success"
 
 
 def test_a_deleted_routing_file_keeps_the_last_policy(routed: tuple[GatewayProcess, Path]) -> None:
@@ -235,7 +241,9 @@ def test_twenty_edits_under_traffic_fail_no_request(routed: tuple[GatewayProcess
     assert not failures, [f.body for f in failures[:3]]
     assert served["1"] and served["2"]
     reloads = server.request("GET", "/metrics").body.decode()
-    assert 'result="error"' not in reloads and 'result="success"' in reloads
+    assert 'gateway_config_reloads_total{result="error"} 0.0' in reloads
+    assert 'gateway_config_reloads_total{result="success"} 0.0' not in reloads
+    assert "gateway_config_last_reload_success 1.0" in reloads
     assert "unloaded: the routing policy no longer names it" in server.log()
 
 

@@ -40,3 +40,32 @@ def test_shadow_and_reload_counters() -> None:
     text = generate_latest(m.registry).decode()
     assert 'gateway_shadow_requests_total{model="m",result="agree",version="3"} 2.0' in text
     assert 'gateway_config_reloads_total{result="error"} 1.0' in text
+
+
+def test_batches_fill_queue_inference_and_size_histograms_until_the_version_goes() -> None:
+    m = GatewayMetrics()
+    observe = m.batch_observer("m", 2)
+    observe(5, [0.0002, 0.0004], 0.003)
+    text = generate_latest(m.registry).decode()
+    assert 'gateway_queue_duration_seconds_count{model="m",version="2"} 2.0' in text
+    assert 'gateway_queue_duration_seconds_bucket{le="0.0005",model="m",version="2"} 2.0' in text
+    assert 'gateway_inference_duration_seconds_sum{model="m",version="2"} 0.003' in text
+    assert 'gateway_batch_size_sum{model="m",version="2"} 5.0' in text
+    m.forget_version("m", 2)
+    m.forget_version("m", 2)  # twice: no error
+    assert 'version="2"' not in generate_latest(m.registry).decode()
+
+
+def test_inflight_is_read_at_scrape_time() -> None:
+    m = GatewayMetrics()
+    inflight = {"m": 3}
+    m.count_inflight(lambda: dict(inflight))
+    assert 'gateway_inflight_requests{model="m"} 3.0' in generate_latest(m.registry).decode()
+    inflight["m"] = 0
+    assert 'gateway_inflight_requests{model="m"} 0.0' in generate_latest(m.registry).decode()
+
+
+def test_reload_results_exist_before_the_first_reload() -> None:
+    text = generate_latest(GatewayMetrics().registry).decode()
+    assert 'gateway_config_reloads_total{result="success"} 0.0' in text
+    assert 'gateway_config_reloads_total{result="error"} 0.0' in text

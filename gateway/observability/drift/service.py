@@ -222,12 +222,16 @@ class _DriftCollector(Collector):
                                        labels=["model", "version", "output"])
         window = GaugeMetricFamily("gateway_drift_window_rows", "Rows in the drift window.",
                                    labels=["model", "version"])
+        threshold = GaugeMetricFamily("gateway_drift_psi_threshold",
+                                      "PSI at or above which a feature counts as drifted.",
+                                      labels=["model", "version"])
         dropped = CounterMetricFamily("gateway_drift_dropped_rows_total",
                                       "Rows not monitored because the drift buffer was full.",
                                       labels=["model", "version"])
         for tracked in self.service.tracked_reports():
             key = [tracked.model, str(tracked.version)]
             dropped.add_metric(key, tracked.dropped_rows)
+            threshold.add_metric(key, tracked.psi_threshold)
             report = tracked.report
             if report is None:
                 continue
@@ -239,4 +243,4 @@ class _DriftCollector(Collector):
             for output in report["outputs"]:
                 if output["psi"] is not None:
                     prediction.add_metric([*key, output["name"]], output["psi"])
-        yield from (psi, js, ks, prediction, window, dropped)
+        yield from (psi, js, ks, prediction, window, threshold, dropped)

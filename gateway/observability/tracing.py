@@ -1,0 +1,150 @@
+"""OpenTelemetry tracing (SPEC section 7), configured by the standard OTEL_* variables.
+
+Tracing is on when an OTLP endpoint is set (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or
+`OTEL_EXPORTER_OTLP_ENDPOINT`), unless `OTEL_SDK_DISABLED=true` or `OTEL_TRACES_EXPORTER=none`.
+Then spans go over OTLP/HTTP (protobuf) through a batch processor, and the SDK reads the rest of
+its settings itself: `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER`,
+`OTEL_BSP_*`, `OTEL_EXPORTER_OTLP_HEADERS`... Off, `Tracing.tracer` is None and the request path
+pays one attribute test per span it would have made.
+
+Spans of an inference request: `POST /v2/models/{model}/infer` (server span, continuing the
+caller's W3C `traceparent`), its children `route` (model, version, route), `queue` (the wait for a
+batch) and `inference` (batch rows and requests); a mirror to a shadow version is a root span
+`shadow` of its own trace, linked to the request span. Queue and inference spans are written
+after the fact from the batcher's clock, so the batcher itself knows nothing of tracing.
+
+The provider is this gateway's own (never the global one), like its metrics registry.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from gateway.batching.batcher import BatchTiming
+
+logger = logging.getLogger("gateway.tracing")
+
+_PROPAGATOR = TraceContextTextMapPropagator()
+_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+
+
+def tracing_wanted(environ: Mapping[str, str]) -> bool:
+    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    if environ.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() == "none":
+        return False
+    return any(environ.get(name) for name in _ENDPOINT_VARIABLES)
+
+
+class Tracing:
+    def __init__(self, service_name: str, environ: Mapping[str, str] | None = None) -> None:
+        environ = os.environ if environ is None else environ
+        self.tracer: trace.Tracer | None = None
+        self.clock = Clock()
+        self._provider: Any = None
+        if not tracing_wanted(environ):
+            return
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        # OTEL_SERVICE_NAME, when set, wins over the config's service_name.
+        attributes = {} if environ.get("OTEL_SERVICE_NAME") else {SERVICE_NAME: service_name}
+        provider = TracerProvider(resource=Resource.create(attributes))
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        self._provider = provider
+        self.tracer = provider.get_tracer("gateway")
+        self.clock = Clock()
+        endpoint = next(environ[n] for n in _ENDPOINT_VARIABLES if environ.get(n))
+        logger.info("tracing on: OTLP/HTTP spans to %s", endpoint)
+
+    @property
+    def enabled(self) -> bool:
+        return self.tracer is not None
+
+    def request(self, headers: Mapping[str, str], name: str,
+                start_s: float) -> RequestTrace | None:
+        if self.tracer is None:
+            return None
+        return RequestTrace(self.tracer, self.clock, headers, name, start_s)
+
+    def shutdown(self) -> None:
+        """Export what is still buffered (called once requests have drained)."""
+        if self._provider is not None:
+            self._provider.force_flush()
+            self._provider.shutdown()
+
+
+def parent_context(headers: Mapping[str, str]) -> Context:
+    """The caller's trace (W3C traceparent/tracestate), or an empty context."""
+    return _PROPAGATOR.extract(headers)
+
+
+class Clock:
+    """perf_counter seconds to epoch nanoseconds, for spans written after the fact."""
+
+    def __init__(self) -> None:
+        self._epoch_ns = time.time_ns()
+        self._perf_s = time.perf_counter()
+
+    def ns(self, perf_s: float) -> int:
+        return self._epoch_ns + int((perf_s - self._perf_s) * 1e9)
+
+
+def trace_id_of(span: trace.Span | None) -> str:
+    """Hex trace id of a recording span, else '-' (for the access log)."""
+    if span is None:
+        return "-"
+    context = span.get_span_context()
+    return format(context.trace_id, "032x") if context.is_valid else "-"
+
+
+class RequestTrace:
+    """The spans of one inference request (made only when tracing is on)."""
+
+    def __init__(self, tracer: trace.Tracer, clock: Clock, headers: Mapping[str, str],
+                 name: str, start_s: float) -> None:
+        self._tracer = tracer
+        self._clock = clock
+        self.span = tracer.start_span(name, context=parent_context(headers),
+                                      kind=trace.SpanKind.SERVER, start_time=clock.ns(start_s))
+        self._context = trace.set_span_in_context(self.span)
+        self.timing = BatchTiming()
+
+    @property
+    def span_context(self) -> trace.SpanContext:
+        return self.span.get_span_context()
+
+    def child(self, name: str, start_s: float, end_s: float,
+              attributes: dict[str, str | int]) -> None:
+        """A finished child span, written after the fact."""
+        span = self._tracer.start_span(name, context=self._context, attributes=attributes,
+                                       start_time=self._clock.ns(start_s))
+        span.end(end_time=self._clock.ns(end_s))
+
+    def batch_spans(self, model: str, version: str) -> None:
+        """`queue` and `inference` children from the batcher's timing, once it has run."""
+        t = self.timing
+        if not t.started_s:
+            return
+        self.child("queue", t.enqueued_s, t.started_s, {"model": model, "version": version})
+        self.child("inference", t.started_s, t.ended_s,
+                   {"model": model, "version": version, "batch.rows": t.rows,
+                    "batch.requests": t.requests})
+
+    def end(self, code: int, model: str, version: str, route: str, end_s: float) -> None:
+        span = self.span
+        span.set_attributes({"http.response.status_code": code, "model": model,
+                             "version": version, "route": route})
+        if code >= 500:
+            span.set_status(trace.StatusCode.ERROR)
+        span.end(end_time=self._clock.ns(end_s))
