@@ -1,0 +1,219 @@
+"""config/prometheus and config/grafana against the real thing: Debian's `prometheus` scrapes a
+running gateway through a canary with a shadow and drifted traffic; every expression of the
+dashboard and the rules is accepted by its query API and the main panels return data;
+`promtool` checks the config and the rules and runs their unit tests."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tritonclient.http as httpclient
+import yaml
+from sklearn.datasets import load_breast_cancer
+
+from tests.conftest import MODEL, ROOT, ConfigWriter
+from tests.integration.conftest import Start
+from tests.integration.server import free_port
+
+PROMETHEUS_DIR = ROOT / "config" / "prometheus"
+DASHBOARD = ROOT / "config" / "grafana" / "gateway.json"
+INSTALL = "apt-get install prometheus (Debian's package brings prometheus and promtool)"
+needs_prometheus = pytest.mark.skipif(
+    not (shutil.which("prometheus") and shutil.which("promtool")),
+    reason=f"prometheus/promtool not installed: {INSTALL}")
+# Grafana's variables, as a dashboard with every model selected would send them.
+VARIABLES = {"$model": ".+", "$__rate_interval": "30s", "$__range": "5m"}
+MAIN_PANELS = {"Traffic share by version", "Route weights (policy)", "Versions ready",
+               "Latency p99 by version and route", "Rejected requests (4xx) by code",
+               "Queue wait p99", "Mean batch size (rows)", "Shadow agreement",
+               "Feature drift PSI (now)", "Drifted features (PSI at or above threshold)",
+               "Prediction drift PSI", "Config reloads"}
+
+
+def dashboard_queries() -> dict[str, list[str]]:
+    """Panel title -> its PromQL, with Grafana's variables filled in."""
+    queries: dict[str, list[str]] = {}
+    for panel in json.loads(DASHBOARD.read_text())["panels"]:
+        for target in panel.get("targets", []):
+            expr = target["expr"]
+            for name, value in VARIABLES.items():
+                expr = expr.replace(name, value)
+            queries.setdefault(panel["title"], []).append(expr)
+    return queries
+
+
+def rule_queries() -> dict[str, str]:
+    rules = yaml.safe_load((PROMETHEUS_DIR / "rules.yml").read_text())
+    return {rule.get("alert") or rule["record"]: rule["expr"]
+            for group in rules["groups"] for rule in group["rules"]}
+
+
+def promtool(*args: str, cwd: Path = PROMETHEUS_DIR) -> str:
+    done = subprocess.run(["promtool", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout + done.stderr
+
+
+@needs_prometheus
+def test_promtool_accepts_the_config_and_the_rules_and_their_unit_tests_pass() -> None:
+    assert "SUCCESS" in promtool("check", "config", "prometheus.yml")
+    assert "SUCCESS" in promtool("check", "rules", "rules.yml")
+    assert "SUCCESS" in promtool("test", "rules", "rules.test.yml")
+
+
+@needs_prometheus
+def test_promtool_unit_tests_can_fail(tmp_path: Path) -> None:
+    """The rule tests are not vacuous: with the drift threshold gauge doubled, the drift alert's
+    test must fail."""
+    shutil.copy(PROMETHEUS_DIR / "rules.yml", tmp_path)
+    text = (PROMETHEUS_DIR / "rules.test.yml").read_text()
+    assert "'0.2x30'" in text
+    (tmp_path / "rules.test.yml").write_text(text.replace("'0.2x30'", "'0.4x30'"))
+    done = subprocess.run(["promtool", "test", "rules", "rules.test.yml"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "GatewayFeatureDrift" in done.stdout + done.stderr
+
+
+class Prometheus:
+    def __init__(self, target: str, work: Path) -> None:
+        self.port = free_port()
+        config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                  "rule_files": [str(PROMETHEUS_DIR / "rules.yml")],
+                  "scrape_configs": [{"job_name": "gateway",
+                                      "static_configs": [{"targets": [target]}]}]}
+        (work / "prometheus.yml").write_text(yaml.safe_dump(config))
+        self.log = (work / "prometheus.log").open("wb")
+        self.process = subprocess.Popen(
+            ["prometheus", f"--config.file={work / 'prometheus.yml'}",
+             f"--storage.tsdb.path={work / 'data'}",
+             f"--web.listen-address=127.0.0.1:{self.port}"],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/-/ready", timeout=1):
+                    return
+            except OSError:
+                assert self.process.poll() is None, "prometheus exited"
+                assert time.monotonic() < deadline, "prometheus did not start"
+                time.sleep(0.2)
+
+    def query(self, expr: str) -> dict[str, Any]:
+        url = (f"http://127.0.0.1:{self.port}/api/v1/query?"
+               + urllib.parse.urlencode({"query": expr}))
+        try:
+            with urllib.request.urlopen(url, timeout=10) as reply:
+                return dict(json.load(reply))
+        except urllib.error.HTTPError as exc:  # 400/422: the expression is refused
+            return dict(json.load(exc))
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        self.log.close()
+
+
+@pytest.fixture
+def prometheus_for(tmp_path: Path) -> Iterator[Any]:
+    started: list[Prometheus] = []
+
+    def start(target: str) -> Prometheus:
+        started.append(Prometheus(target, tmp_path))
+        return started[-1]
+
+    yield start
+    for prometheus in started:
+        prometheus.stop()
+
+
+@needs_prometheus
+def test_a_real_prometheus_reads_a_canary_from_every_panel_and_rule(
+        write_config: ConfigWriter, start: Start, prometheus_for: Any) -> None:
+    routing = {"models": {MODEL: {"traffic": [{"version": 1, "weight": 50},
+                                              {"version": 2, "weight": 50}],
+                                  "shadow": [{"version": 3, "percent": 100}]}}}
+    server = start(write_config(routing=routing, drift={"report_interval_s": 0.5}))
+    prometheus = prometheus_for(server.url)
+    data = load_breast_cancer().data.astype(np.float32)
+    shifted = data.copy()
+    shifted[:, 0] *= 1.6  # "mean radius" moves, nothing else
+    client = httpclient.InferenceServerClient(server.url)
+    stop = threading.Event()
+
+    def traffic() -> None:
+        rows = np.tile(shifted, (3, 1))
+        while not stop.is_set():
+            for begin in range(0, len(rows), 64):
+                part = rows[begin:begin + 64]
+                tensor = httpclient.InferInput("input", list(part.shape), "FP32")
+                tensor.set_data_from_numpy(part)
+                client.infer(MODEL, [tensor])
+                server.request("POST", f"/v2/models/{MODEL}/infer", b"{not json")
+                if stop.is_set():
+                    return
+
+    thread = threading.Thread(target=traffic)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # enough scrapes for rate() and a window past the alert's 500 rows
+            share = prometheus.query(
+                f'gateway:traffic_share:ratio_rate5m{{model="{MODEL}"}}')["data"]["result"]
+            drifted = prometheus.query(
+                'gateway_drift_psi >= on (model, version) group_left '
+                'gateway_drift_psi_threshold and on (model, version) '
+                'gateway_drift_window_rows >= 500')["data"]["result"]
+            if len(share) == 2 and len(drifted) == 2:
+                break
+            assert time.monotonic() < deadline, (
+                [s["metric"].get("version") for s in share],
+                [(s["metric"]["version"], s["metric"]["feature"]) for s in drifted])
+            time.sleep(1)
+    finally:
+        stop.set()
+        thread.join()
+    # The canary's share, read as a dashboard reads it: about half each.
+    assert all(0.3 < float(s["value"][1]) < 0.7 for s in share)
+    # The alert's expression names the drifted feature, on both versions, and nothing else.
+    assert {(s["metric"]["version"], s["metric"]["feature"]) for s in drifted} == \
+        {("1", "mean radius"), ("2", "mean radius")}
+    refused, empty = [], []
+    for title, exprs in dashboard_queries().items():
+        for expr in exprs:
+            answer = prometheus.query(expr)
+            if answer["status"] != "success":
+                refused.append((title, expr, answer.get("error")))
+            elif title in MAIN_PANELS and not answer["data"]["result"]:
+                empty.append((title, expr))
+    for name, expr in rule_queries().items():
+        answer = prometheus.query(expr)
+        if answer["status"] != "success":
+            refused.append((name, expr, answer.get("error")))
+    assert not refused
+    assert not empty
+    shadow = prometheus.query(dashboard_queries()["Shadow agreement"][0])["data"]["result"]
+    assert [s["metric"]["version"] for s in shadow] == ["3"]
+    latency = prometheus.query(dashboard_queries()["Latency p99 by version and route"][0])
+    assert {s["metric"]["version"] for s in latency["data"]["result"]} == {"1", "2"}
+    rules = prometheus.query("count(ALERTS)")  # the rule file loaded: ALERTS exists or is empty
+    assert rules["status"] == "success"
+    loaded = json.load(urllib.request.urlopen(
+        f"http://127.0.0.1:{prometheus.port}/api/v1/rules", timeout=10))
+    names = {rule["name"] for group in loaded["data"]["groups"] for rule in group["rules"]}
+    assert set(rule_queries()) <= names
+    pending = {rule["name"]: rule["state"] for group in loaded["data"]["groups"]
+               for rule in group["rules"] if rule.get("type") == "alerting"}
+    assert pending["GatewayFeatureDrift"] in ("pending", "firing")
+    assert pending["GatewayModelNotReady"] == "inactive"
