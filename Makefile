@@ -23,8 +23,8 @@ serve: $(VENV)/.serve        ## start the gateway on the shipped models and conf
 
 test: lint typecheck unit    ## ruff, mypy and the whole pytest suite
 
-bench: $(VENV)/.test         ## gateway vs onnxruntime vs a minimal app (needs wrk); ~5 minutes
-	$(BIN)/python loadtests/bench.py
+bench: $(VENV)/.test         ## all tables (~11 minutes); one table: make bench BENCH_ARGS="--tables 7"
+	$(BIN)/python loadtests/bench.py $(BENCH_ARGS)
 
 locust: $(VENV)/.test        ## a bounded, headless mix of callers against a gateway on :8000
 	$(BIN)/locust -f loadtests/locustfile.py --headless --host http://127.0.0.1:8000 \

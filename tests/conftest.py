@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -105,3 +106,29 @@ def echo_values(datatype: str, rows: int = 3) -> np.ndarray:
         base = np.array([info.min, info.max] + [7] * (rows * 2 - 2), dtype=dtype)
         return base.reshape(rows, 2)
     return (np.arange(rows * 2, dtype=dtype) / 4 - 1).reshape(rows, 2)
+
+
+def add_version(repo: Path, version: int, model_bytes: bytes) -> None:
+    """A new version of breast-cancer in `repo`: these model bytes, version 1's manifest."""
+    version_dir = repo / MODEL / str(version)
+    version_dir.mkdir()
+    (version_dir / "model.onnx").write_bytes(model_bytes)
+    manifest = yaml.safe_load((repo / MODEL / "1" / "manifest.yaml").read_text())
+    manifest.update(version=version, sha256=hashlib.sha256(model_bytes).hexdigest())
+    (version_dir / "manifest.yaml").write_text(yaml.safe_dump(manifest))
+
+
+def one_row_only_model() -> bytes:
+    """Same signature as breast-cancer, but onnxruntime raises for more than one row."""
+    from onnx import TensorProto, helper
+
+    shape = helper.make_tensor("shape", TensorProto.INT64, [2], [1, 30])
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["input", "shape"], ["flat"]),
+         helper.make_node("ReduceSum", ["flat"], ["score"], keepdims=0),
+         helper.make_node("Cast", ["score"], ["label"], to=TensorProto.INT64)],
+        "one-row", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 30])],
+        [helper.make_tensor_value_info("label", TensorProto.INT64, None)], [shape])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return bytes(model.SerializeToString())

@@ -5,6 +5,7 @@ dashboard and the rules is accepted by its query API and the main panels return 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -21,8 +22,9 @@ import pytest
 import tritonclient.http as httpclient
 import yaml
 from sklearn.datasets import load_breast_cancer
+from tritonclient.utils import InferenceServerException
 
-from tests.conftest import MODEL, ROOT, ConfigWriter
+from tests.conftest import MODEL, ROOT, ConfigWriter, add_version, one_row_only_model
 from tests.integration.conftest import Start
 from tests.integration.server import free_port
 
@@ -140,11 +142,16 @@ def prometheus_for(tmp_path: Path) -> Iterator[Any]:
 
 @needs_prometheus
 def test_a_real_prometheus_reads_a_canary_from_every_panel_and_rule(
-        write_config: ConfigWriter, start: Start, prometheus_for: Any) -> None:
-    routing = {"models": {MODEL: {"traffic": [{"version": 1, "weight": 50},
-                                              {"version": 2, "weight": 50}],
+        model_repo: Path, write_config: ConfigWriter, start: Start, prometheus_for: Any) -> None:
+    # Versions 1 and 2 share the traffic; version 4, a canary that fails every request of more
+    # than one row, takes a fifth of it; version 3 shadows all of it.
+    add_version(model_repo, 4, one_row_only_model())
+    routing = {"models": {MODEL: {"traffic": [{"version": 1, "weight": 40},
+                                              {"version": 2, "weight": 40},
+                                              {"version": 4, "weight": 20}],
                                   "shadow": [{"version": 3, "percent": 100}]}}}
-    server = start(write_config(routing=routing, drift={"report_interval_s": 0.5}))
+    server = start(write_config(model_repo, routing=routing,
+                                drift={"report_interval_s": 0.5}))
     prometheus = prometheus_for(server.url)
     data = load_breast_cancer().data.astype(np.float32)
     shifted = data.copy()
@@ -159,7 +166,8 @@ def test_a_real_prometheus_reads_a_canary_from_every_panel_and_rule(
                 part = rows[begin:begin + 64]
                 tensor = httpclient.InferInput("input", list(part.shape), "FP32")
                 tensor.set_data_from_numpy(part)
-                client.infer(MODEL, [tensor])
+                with contextlib.suppress(InferenceServerException):  # the canary's 500s
+                    client.infer(MODEL, [tensor])
                 server.request("POST", f"/v2/models/{MODEL}/infer", b"{not json")
                 if stop.is_set():
                     return
@@ -175,7 +183,7 @@ def test_a_real_prometheus_reads_a_canary_from_every_panel_and_rule(
                 'gateway_drift_psi >= on (model, version) group_left '
                 'gateway_drift_psi_threshold and on (model, version) '
                 'gateway_drift_window_rows >= 500')["data"]["result"]
-            if len(share) == 2 and len(drifted) == 2:
+            if len(share) == 3 and len(drifted) == 2:
                 break
             assert time.monotonic() < deadline, (
                 [s["metric"].get("version") for s in share],
@@ -184,8 +192,15 @@ def test_a_real_prometheus_reads_a_canary_from_every_panel_and_rule(
     finally:
         stop.set()
         thread.join()
-    # The canary's share, read as a dashboard reads it: about half each.
-    assert all(0.3 < float(s["value"][1]) < 0.7 for s in share)
+    # The canary's share, read as a dashboard reads it.
+    shares = {s["metric"]["version"]: float(s["value"][1]) for s in share}
+    assert 0.25 < shares["1"] < 0.55 and 0.25 < shares["2"] < 0.55 and 0.05 < shares["4"] < 0.4
+    # Its errors: the error-budget alert's expression names the canary and nothing else.
+    burning = prometheus.query(rule_queries()["GatewayErrorBudgetBurn"])["data"]["result"]
+    assert [s["metric"]["version"] for s in burning] == ["4"]
+    errors = prometheus.query(dashboard_queries()["Error rate (5xx) by version and route"][0])
+    assert {s["metric"]["version"]: float(s["value"][1]) for s in errors["data"]["result"]
+            if float(s["value"][1]) > 0} == {"4": 1.0}
     # The alert's expression names the drifted feature, on both versions, and nothing else.
     assert {(s["metric"]["version"], s["metric"]["feature"]) for s in drifted} == \
         {("1", "mean radius"), ("2", "mean radius")}
@@ -206,7 +221,7 @@ def test_a_real_prometheus_reads_a_canary_from_every_panel_and_rule(
     shadow = prometheus.query(dashboard_queries()["Shadow agreement"][0])["data"]["result"]
     assert [s["metric"]["version"] for s in shadow] == ["3"]
     latency = prometheus.query(dashboard_queries()["Latency p99 by version and route"][0])
-    assert {s["metric"]["version"] for s in latency["data"]["result"]} == {"1", "2"}
+    assert {s["metric"]["version"] for s in latency["data"]["result"]} == {"1", "2"}  # 4: none
     rules = prometheus.query("count(ALERTS)")  # the rule file loaded: ALERTS exists or is empty
     assert rules["status"] == "success"
     loaded = json.load(urllib.request.urlopen(

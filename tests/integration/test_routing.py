@@ -17,7 +17,7 @@ import orjson
 import pytest
 import yaml
 
-from tests.conftest import MODEL, ConfigWriter, sample_rows
+from tests.conftest import MODEL, ConfigWriter, add_version, one_row_only_model, sample_rows
 from tests.integration.conftest import Start
 from tests.integration.server import GatewayProcess, Reply
 
@@ -247,34 +247,9 @@ def test_twenty_edits_under_traffic_fail_no_request(routed: tuple[GatewayProcess
     assert "unloaded: the routing policy no longer names it" in server.log()
 
 
-def _add_version(repo: Path, version: int, model_bytes: bytes) -> None:
-    version_dir = repo / MODEL / str(version)
-    version_dir.mkdir()
-    (version_dir / "model.onnx").write_bytes(model_bytes)
-    manifest = yaml.safe_load((repo / MODEL / "1" / "manifest.yaml").read_text())
-    manifest.update(version=version, sha256=hashlib.sha256(model_bytes).hexdigest())
-    (version_dir / "manifest.yaml").write_text(yaml.safe_dump(manifest))
-
-
-def one_row_only_model() -> bytes:
-    """Same signature as breast-cancer, but onnxruntime raises for more than one row."""
-    from onnx import TensorProto, helper
-
-    shape = helper.make_tensor("shape", TensorProto.INT64, [2], [1, 30])
-    graph = helper.make_graph(
-        [helper.make_node("Reshape", ["input", "shape"], ["flat"]),
-         helper.make_node("ReduceSum", ["flat"], ["score"], keepdims=0),
-         helper.make_node("Cast", ["score"], ["label"], to=TensorProto.INT64)],
-        "one-row", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 30])],
-        [helper.make_tensor_value_info("label", TensorProto.INT64, None)], [shape])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return bytes(model.SerializeToString())
-
-
 def test_shadow_counts_agreement_and_never_changes_the_answer(
         model_repo: Path, write_config: ConfigWriter, start: Start) -> None:
-    _add_version(model_repo, 4, one_row_only_model())
+    add_version(model_repo, 4, one_row_only_model())
     config = write_config(model_repo, routing=policy(
         (1, 100), shadow=[{"version": 3, "percent": 100}, {"version": 4, "percent": 100}]))
     server = start(config)
@@ -308,7 +283,7 @@ def test_a_slow_shadow_is_dropped_not_queued_and_the_primary_keeps_its_answers(
         model_repo: Path, write_config: ConfigWriter, start: Start) -> None:
     from loadtests.bench import deep_mlp
 
-    _add_version(model_repo, 5, deep_mlp(hidden=64, layers=3000))  # tens of ms per call
+    add_version(model_repo, 5, deep_mlp(hidden=64, layers=3000))  # tens of ms per call
     config = write_config(model_repo, routing=policy(
         (1, 100), shadow=[{"version": 5, "percent": 100}]))
     server = start(config)
