@@ -21,7 +21,13 @@ from gateway.errors import GatewayError
 from gateway.http.admin import Admin
 from gateway.http.endpoints import Endpoints
 from gateway.http.middleware import RequestMiddleware
-from gateway.http.responses import on_gateway_error, on_http_exception, on_unexpected_error
+from gateway.http.openapi import openapi_document
+from gateway.http.responses import (
+    on_gateway_error,
+    on_http_exception,
+    on_unexpected_error,
+    openapi_route,
+)
 from gateway.observability.drift.service import DriftService
 from gateway.observability.metrics import GatewayMetrics
 from gateway.observability.tracing import Tracing
@@ -115,6 +121,7 @@ def create_app(settings: Settings, admin_token: str | None = None) -> Starlette:
     token = admin_token if admin_token is not None else os.environ.get(ADMIN_TOKEN_VARIABLE)
     if token:
         routes += Admin(rollout, token).routes()
+    routes.append(openapi_route(openapi_document(admin=bool(token))))
     app = Starlette(
         routes=routes,
         middleware=[Middleware(RequestMiddleware, access_log=settings.server.access_log)],

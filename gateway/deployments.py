@@ -74,7 +74,8 @@ def needed_versions(policy: Policy, repository: Repository) -> dict[str, frozens
 
 def parse_version(text: str) -> int:
     """A version from a URL: a positive integer written canonically."""
-    if not text.isdigit() or text.startswith("0") or len(text) > 10:
+    # isascii: str.isdigit() also holds for digits like '³' that int() refuses.
+    if not (text.isascii() and text.isdigit()) or text.startswith("0") or len(text) > 10:
         raise NotFound(f"version '{text[:20]}' is not a version; versions are positive integers")
     return int(text)
 

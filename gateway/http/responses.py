@@ -9,6 +9,7 @@ import orjson
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 
 from gateway.errors import GatewayError
 
@@ -48,3 +49,13 @@ async def on_http_exception(request: Request, exc: Exception) -> Response:
 async def on_unexpected_error(request: Request, exc: Exception) -> Response:
     logger.exception("unexpected error on %s %s", request.method, request.url.path)
     return error_response(500, "internal error in the gateway; see its log")
+
+
+def openapi_route(document: dict[str, Any]) -> Route:
+    """GET /openapi.json: the document, encoded once."""
+    body = orjson.dumps(document)
+
+    async def openapi(request: Request) -> Response:
+        return Response(body, media_type=JSON)
+
+    return Route("/openapi.json", openapi, methods=["GET"])

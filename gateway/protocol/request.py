@@ -151,9 +151,13 @@ def _tensor_header(raw: Any, position: int) -> tuple[str, Datatype, list[int], d
 
 
 def _element_count(name: str, shape: list[int], max_elements: int) -> int:
+    """The tensor's element count, within the limit. An empty tensor's other dimensions count
+    too: NumPy refuses a shape like [0, 10**12, 10**12] whose non-zero product overflows."""
     count = math.prod(shape)
-    if count > max_elements:
-        raise BadRequest(f"input '{name}' has shape {shape} ({count} elements); the limit is "
+    extent = math.prod(d for d in shape if d)
+    if count > max_elements or extent > max_elements:
+        raise BadRequest(f"input '{name}' has shape {str(shape)[:200]} ({count} elements, "
+                         f"{extent} without its zero dimensions); the limit is "
                          f"{max_elements} elements per tensor")
     return count
 
@@ -233,6 +237,13 @@ def _from_json(name: str, datatype: Datatype, data: Any, count: int) -> np.ndarr
                              f"[{info.min}, {info.max}]")
     elif kind not in _FLOAT_KINDS:
         raise BadRequest(f"input '{name}': {datatype.name} data must be numbers")
+    elif datatype.dtype.itemsize < array.dtype.itemsize or kind in _INT_KINDS:
+        # JSON numbers arrive as float64 or int64: a value past FP16's or FP32's range would
+        # silently become infinity.
+        limit = np.finfo(datatype.dtype).max
+        if array.size and (array.max() > limit or array.min() < -limit):
+            raise BadRequest(f"input '{name}': a value is outside the {datatype.name} range "
+                             f"(largest magnitude {float(limit):.6g})")
     return array.astype(datatype.dtype, copy=False)
 
 

@@ -105,6 +105,12 @@ def test_binary_request_is_served(shipped: GatewayProcess) -> None:
     (f"/v2/models/{MODEL}/versions/3/infer", "not loaded; name it in the routing policy"),
     (f"/v2/models/{MODEL}/versions/x1/infer", "positive integers"),
     ("/v2/models/a%2Fb/infer", "no endpoint"),
+    # Names from URLs are keys of the scanned repository, never paths: these find nothing.
+    ("/v2/models/%2e%2e/infer", "unknown model '..'"),
+    ("/v2/models/..%2F..%2Fetc/infer", "no endpoint"),
+    (f"/v2/models/{MODEL}/versions/%2e%2e/infer", "positive integers"),
+    (f"/v2/models/{MODEL}%00/infer", "unknown model"),
+    (f"/v2/models/{MODEL}/versions/%C2%B3/infer", "positive integers"),
 ])
 def test_unknown_model_or_version_answers_404(shipped: GatewayProcess, path: str,
                                               fragment: str) -> None:

@@ -87,6 +87,12 @@ BAD = {
                b' "data": [[1, 2], [3]]}]}', None, "ragged"),
     "too many elements": (b'{"inputs": [{"name": "x", "shape": [100000, 100000],'
                           b' "datatype": "FP32", "data": [1]}]}', None, "the limit is"),
+    "empty but vast": (b'{"inputs": [{"name": "x", "shape": [0' + b", 10000000000" * 3
+                       + b'], "datatype": "FP32", "data": []}]}', None, "without its zero"),
+    "past FP32": (b'{"inputs": [{"name": "x", "shape": [2], "datatype": "FP32",'
+                  b' "data": [1.0, -1e300]}]}', None, "outside the FP32 range"),
+    "past FP16": (b'{"inputs": [{"name": "x", "shape": [1], "datatype": "FP16",'
+                  b' "data": [70000]}]}', None, "outside the FP16 range"),
     "count mismatch": (b'{"inputs": [{"name": "x", "shape": [3], "datatype": "FP32",'
                        b' "data": [1, 2]}]}', None, "needs 3"),
     "float for int": (b'{"inputs": [{"name": "x", "shape": [1], "datatype": "INT32",'
