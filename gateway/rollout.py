@@ -44,9 +44,12 @@ class ReloadResult:
 
 def read_policy_file(path: Path) -> str:
     try:
-        return path.read_text()
+        return path.read_text(encoding="utf-8")
     except OSError as exc:
         raise PolicyError(f"{path}: cannot read the routing policy ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise PolicyError(f"{path}: the routing policy is not UTF-8 text (byte {exc.start})") \
+            from exc
 
 
 class Rollout:
@@ -104,6 +107,9 @@ class Rollout:
                 return await self._apply(text, sha)
             except ConfigError as exc:
                 return self._reject(str(exc), sha)
+            except Exception as exc:  # a bug must not stop the watcher: reject, say why
+                logger.exception("applying the routing policy failed")
+                return self._reject(f"unexpected error: {exc!r}", sha)
 
     async def _apply(self, text: str, sha: str) -> ReloadResult:
         repository = scan_repository(self._root)

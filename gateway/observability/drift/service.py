@@ -52,6 +52,7 @@ class _Tracked:
     buffer: deque[tuple[np.ndarray, Tensors]] = field(default_factory=deque)
     buffered_rows: int = 0
     dropped_rows: int = 0
+    failed_folds: int = 0
     report: dict[str, Any] | None = None
 
 
@@ -179,6 +180,7 @@ class DriftService:
                            else taken[0][1][n] for n in names}
                 tracked.monitor.ingest(features, outputs)
             except Exception:  # a fault here must never reach requests or other versions
+                tracked.failed_folds += 1
                 logger.exception("drift monitor of model '%s' version %d could not fold %d "
                                  "batches; they are skipped", tracked.model, tracked.version,
                                  len(taken))
@@ -222,6 +224,9 @@ class _DriftCollector(Collector):
                                        labels=["model", "version", "output"])
         window = GaugeMetricFamily("gateway_drift_window_rows", "Rows in the drift window.",
                                    labels=["model", "version"])
+        failed = CounterMetricFamily("gateway_drift_failed_folds",
+                                     "Gatherings the drift monitor could not fold (see the log).",
+                                     labels=["model", "version"])
         threshold = GaugeMetricFamily("gateway_drift_psi_threshold",
                                       "PSI at or above which a feature counts as drifted.",
                                       labels=["model", "version"])
@@ -232,6 +237,7 @@ class _DriftCollector(Collector):
             key = [tracked.model, str(tracked.version)]
             dropped.add_metric(key, tracked.dropped_rows)
             threshold.add_metric(key, tracked.psi_threshold)
+            failed.add_metric(key, tracked.failed_folds)
             report = tracked.report
             if report is None:
                 continue
@@ -243,4 +249,4 @@ class _DriftCollector(Collector):
             for output in report["outputs"]:
                 if output["psi"] is not None:
                     prediction.add_metric([*key, output["name"]], output["psi"])
-        yield from (psi, js, ks, prediction, window, threshold, dropped)
+        yield from (psi, js, ks, prediction, window, threshold, dropped, failed)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
+from prometheus_client import CollectorRegistry, generate_latest
 
 from gateway.observability.drift.service import DriftService
 from gateway.settings import DriftSettings
@@ -52,6 +53,8 @@ def test_disabled_or_unusable_profiles_are_not_tracked(tmp_path: object) -> None
 def test_a_failing_fold_is_logged_and_the_service_keeps_going() -> None:
     async def main() -> int:
         service = DriftService(DriftSettings(report_interval_s=0.05))
+        registry = CollectorRegistry()
+        registry.register(service.collector())
         service.track(MODEL, 1, REFERENCE, INPUTS)
         service.start()
         bad = np.full((5, 30), "text", dtype=object)  # not numbers: folding it raises
@@ -60,8 +63,10 @@ def test_a_failing_fold_is_logged_and_the_service_keeps_going() -> None:
         service.observe(MODEL, 1, {"input": sample_rows(7)}, {})
         await asyncio.sleep(0.2)
         report = await service.report(MODEL, 1)
+        text = generate_latest(registry).decode()
         await service.stop()
         assert report is not None
+        assert f'gateway_drift_failed_folds_total{{model="{MODEL}",version="1"}} 1.0' in text
         return int(report["window_rows"])  # type: ignore[call-overload]
 
     assert asyncio.run(main()) == 7
