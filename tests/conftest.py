@@ -132,3 +132,38 @@ def one_row_only_model() -> bytes:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return bytes(model.SerializeToString())
+
+
+def add_model(repo: Path, name: str, version: int, model_bytes: bytes) -> Path:
+    """Model `name` version `version` in `repo`: these bytes and a manifest with their sha256."""
+    version_dir = repo / name / str(version)
+    version_dir.mkdir(parents=True)
+    (version_dir / "model.onnx").write_bytes(model_bytes)
+    (version_dir / "manifest.yaml").write_text(yaml.safe_dump(
+        {"sha256": hashlib.sha256(model_bytes).hexdigest(), "created": "2026-11-24"}))
+    return version_dir
+
+
+def slow_model(width: int = 64, layers: int = 200, seed: int = 0) -> bytes:
+    """A real, deliberately slow ONNX graph: input [batch, 30] through `layers` dense tanh
+    layers of `width`, output `score` [batch, width]; a few thousand rows take a fraction of
+    a second, which keeps requests in flight long enough to test shutdown and faults."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    nodes, initializers = [], []
+    previous, size = "input", 30
+    for i in range(layers):
+        weight = (rng.standard_normal((size, width)) / np.sqrt(size)).astype(np.float32)
+        initializers.append(numpy_helper.from_array(weight, f"w{i}"))
+        nodes += [helper.make_node("MatMul", [previous, f"w{i}"], [f"m{i}"]),
+                  helper.make_node("Tanh", [f"m{i}"], [f"h{i}"])]
+        previous, size = f"h{i}", width
+    nodes.append(helper.make_node("Identity", [previous], ["score"]))
+    graph = helper.make_graph(
+        nodes, "slow", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 30])],
+        [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch", width])],
+        initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return bytes(model.SerializeToString())

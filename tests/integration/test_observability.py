@@ -3,21 +3,15 @@ with a shadow has served, and OTLP/HTTP spans received by a small collector in t
 
 from __future__ import annotations
 
-import gzip
-import http.server
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
-import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import MODEL, ConfigWriter, sample_rows
-from tests.integration.conftest import Start
+from tests.integration.conftest import OtlpCollector, Start
 from tests.integration.server import GatewayProcess
 
 INFER = f"/v2/models/{MODEL}/infer"
@@ -97,45 +91,8 @@ def test_every_metric_of_the_spec_is_served_with_its_labels(
     assert labels_of("gateway_drift_dropped_rows_total")
 
 
-class _Collector(http.server.ThreadingHTTPServer):
-    spans: list[tuple[bytes, Span]]
-
-
-class _OtlpHandler(http.server.BaseHTTPRequestHandler):
-    server: _Collector
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        if self.headers.get("Content-Encoding") == "gzip":
-            body = gzip.decompress(body)
-        export = ExportTraceServiceRequest.FromString(body)
-        for resource_spans in export.resource_spans:
-            service = next(a.value.string_value for a in resource_spans.resource.attributes
-                           if a.key == "service.name")
-            for scope_spans in resource_spans.scope_spans:
-                for span in scope_spans.spans:
-                    self.server.spans.append((service.encode(), span))
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def collector() -> Iterator[_Collector]:
-    server = _Collector(("127.0.0.1", 0), _OtlpHandler)
-    server.spans = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-
-
 def test_spans_continue_the_callers_trace_and_link_the_shadow(
-        write_config: ConfigWriter, start: Start, collector: _Collector, tmp_path: Path) -> None:
+        write_config: ConfigWriter, start: Start, collector: OtlpCollector, tmp_path: Path) -> None:
     config = write_config(routing=CANARY, server={"access_log": True})
     server = start(config, env={
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.server_address[1]}",
@@ -183,6 +140,8 @@ def test_without_an_endpoint_nothing_is_traced(write_config: ConfigWriter, start
                    env={"OTEL_EXPORTER_OTLP_ENDPOINT": "",
                         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": ""})
     assert server.request("POST", INFER, BODY, {"x-request-id": "plain-1"}).status == 200
+    # The access line is written once the answer is sent: wait for it.
+    wait_until(lambda: "request_id=plain-1" in server.log())
     log = server.log()
     assert "tracing on" not in log
     assert "request_id=plain-1 trace_id=-" in log

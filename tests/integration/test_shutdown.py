@@ -1,0 +1,113 @@
+"""Graceful shutdown against the real server: on SIGTERM the gateway stops accepting, answers
+every request it already accepted (those queued for a batch included), exports their spans, and
+exits; with more work than the grace period allows, it still exits within the grace period."""
+
+from __future__ import annotations
+
+import http.client
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+
+from tests.conftest import ConfigWriter, add_model, slow_model
+from tests.integration.conftest import OtlpCollector, Start
+from tests.integration.server import GatewayProcess
+
+ROWS = 8000
+
+
+def slow_gateway(model_repo: Path, write_config: ConfigWriter, start: Start, grace_s: float,
+                 env: dict[str, str] | None = None) -> GatewayProcess:
+    add_model(model_repo, "slow", 1, slow_model(layers=400))
+    config = write_config(model_repo, routing={"models": {}},
+                          server={"shutdown_grace_s": grace_s},
+                          batching={"max_queue_size": 64, "execution": "thread"},
+                          drift={"enabled": False})
+    return start(config, env=env)
+
+
+def binary_body(rows: int) -> tuple[bytes, dict[str, str]]:
+    data = np.random.default_rng(0).random((rows, 30), dtype=np.float32)
+    header = orjson.dumps({"inputs": [{"name": "input", "shape": [rows, 30], "datatype": "FP32",
+                                       "parameters": {"binary_data_size": data.nbytes}}]})
+    return header + data.tobytes(), {"Inference-Header-Content-Length": str(len(header)),
+                                     "Content-Type": "application/octet-stream"}
+
+
+def send_all(server: GatewayProcess, n: int) -> tuple[list[object], list[threading.Thread]]:
+    """n concurrent requests on their own connections; each result is a status or an error."""
+    body, headers = binary_body(ROWS)
+    results: list[object] = [None] * n
+
+    def one(i: int) -> None:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+            conn.request("POST", "/v2/models/slow/infer", body, headers)
+            response = conn.getresponse()
+            response.read()
+            results[i] = response.status
+        except OSError as exc:
+            results[i] = exc
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    return results, threads
+
+
+def wait_for_inflight(server: GatewayProcess, n: int) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        metrics = server.request("GET", "/metrics").body.decode()
+        line = next((x for x in metrics.splitlines()
+                     if x.startswith('gateway_inflight_requests{model="slow"}')), "")
+        if line and float(line.rsplit(" ", 1)[1]) >= n:
+            return
+        time.sleep(0.02)
+    pytest.fail("the requests never were in flight together")
+
+
+def test_sigterm_answers_every_accepted_request_and_flushes_their_spans(
+        model_repo: Path, write_config: ConfigWriter, start: Start,
+        collector: OtlpCollector) -> None:
+    server = slow_gateway(model_repo, write_config, start, grace_s=60, env={
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.server_address[1]}",
+        "OTEL_BSP_SCHEDULE_DELAY": "600000"})  # spans leave only when the shutdown flushes
+    results, threads = send_all(server, 6)
+    wait_for_inflight(server, 6)  # one running, five queued for the next batches
+    sigterm_at = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    time.sleep(0.1)
+    with pytest.raises(OSError):  # no longer accepting
+        server.request("GET", "/v2/health/live", timeout_s=2)
+    for thread in threads:
+        thread.join()
+    assert results == [200] * 6
+    server.process.wait(timeout=60)
+    took = time.monotonic() - sigterm_at
+    log = server.log()
+    assert "Waiting for connections to close" in log or "Shutting down" in log
+    assert "Application shutdown complete" in log
+    spans = [span for _, span in collector.spans if span.name.startswith("POST")]
+    assert len(spans) == 6, f"{len(spans)} request spans exported at shutdown ({took:.1f} s)"
+
+
+def test_past_the_grace_period_the_gateway_exits_anyway(
+        model_repo: Path, write_config: ConfigWriter, start: Start) -> None:
+    server = slow_gateway(model_repo, write_config, start, grace_s=1)
+    results, threads = send_all(server, 24)  # far more work than one second
+    wait_for_inflight(server, 10)
+    sigterm_at = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    server.process.wait(timeout=30)
+    took = time.monotonic() - sigterm_at
+    for thread in threads:
+        thread.join()
+    assert took < 1 + 5, f"exited {took:.1f} s after SIGTERM, grace 1 s"
+    assert 200 in results  # those that finished within the grace were answered
+    assert "timeout graceful shutdown exceeded" in server.log()
