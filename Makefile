@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/pip install --quiet --constraint constraints.txt
 
-.PHONY: serve test bench locust lint typecheck unit models lock clean
+.PHONY: serve test bench locust soak audit lint typecheck unit models lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ bench: $(VENV)/.test         ## all tables (~11 minutes); one table: make bench 
 locust: $(VENV)/.test        ## a bounded, headless mix of callers against a gateway on :8000
 	$(BIN)/locust -f loadtests/locustfile.py --headless --host http://127.0.0.1:8000 \
 		--users 32 --spawn-rate 32 --run-time 30s --only-summary
+
+soak: $(VENV)/.test          ## 10-minute locust soak with a canary, a shadow, drift and routing edits
+	$(BIN)/python loadtests/soak.py --minutes $(or $(MINUTES),10)
+
+audit: $(VENV)/.test         ## pip-audit of constraints.txt (says so when it cannot reach PyPI)
+	$(BIN)/python .ci/audit.py
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check gateway tests models loadtests

@@ -2,12 +2,13 @@
 
 - routed JSON requests with a sticky key (`x-user-id`), as an application sends them;
 - pinned requests to version 1, as a team comparing versions sends them;
-- binary-tensor requests of 32 rows, as a batch scorer using tritonclient sends them.
+- binary-tensor requests of 32 rows, as a batch scorer using tritonclient sends them;
+- now and then a malformed body and an unknown model, which must answer 400 and 404.
 
     locust -f loadtests/locustfile.py --headless --host http://127.0.0.1:8000 \
         --users 32 --spawn-rate 32 --run-time 30s
 
-Any answer other than 200 is counted as a failure.
+Any answer other than 200 (or the intended 400 and 404) is counted as a failure.
 """
 
 from __future__ import annotations
@@ -66,3 +67,22 @@ class Application(FastHttpUser):
                          headers={"content-type": "application/octet-stream",
                                   "inference-header-content-length": header_length},
                          name="binary 32 rows")
+
+    @task(1)
+    def malformed(self) -> None:
+        """Bad input must get its 4xx and harm nothing: here, it is the expected answer."""
+        with self.client.post(f"/v2/models/{MODEL}/infer", data=b'{"inputs": [{"name": ',
+                              headers={"content-type": "application/json"},
+                              name="malformed (400)", catch_response=True) as response:
+            if response.status_code == 400 and b'"error"' in (response.content or b""):
+                response.success()
+            else:
+                response.failure(f"expected 400 in the V2 error shape, got "
+                                 f"{response.status_code}")
+        with self.client.post("/v2/models/no-such-model/infer", data=json_body(self._row()),
+                              headers={"content-type": "application/json"},
+                              name="unknown model (404)", catch_response=True) as response:
+            if response.status_code == 404:
+                response.success()
+            else:
+                response.failure(f"expected 404, got {response.status_code}")
