@@ -29,6 +29,7 @@ from gateway.http.responses import (
     openapi_route,
 )
 from gateway.observability.drift.service import DriftService
+from gateway.observability.feedback import FeedbackService
 from gateway.observability.metrics import GatewayMetrics
 from gateway.observability.tracing import Tracing
 from gateway.rollout import Rollout, read_policy_file
@@ -81,10 +82,13 @@ def create_app(settings: Settings, admin_token: str | None = None) -> Starlette:
                           tracer=tracing.tracer)
     drift = DriftService(settings.drift)
     metrics.registry.register(drift.collector())
+    feedback = FeedbackService(settings.drift.window_rows)
+    metrics.registry.register(feedback.collector(drift.threshold))
 
     def track_served_versions() -> None:
         drift.sync({(d.entry.model, d.entry.version): (d.entry.reference_file, d.session.inputs)
                     for d in deployments.all() if d.session is not None})
+        feedback.sync(deployments.repository)
 
     rollout = Rollout(settings.routing, settings.model_repository, gateway.policy, deployments,
                       metrics, on_applied=track_served_versions)
@@ -117,7 +121,7 @@ def create_app(settings: Settings, admin_token: str | None = None) -> Starlette:
             await asyncio.to_thread(tracing.shutdown)
 
     routes: list[BaseRoute] = list(Endpoints(deployments, rollout, metrics, shadow, drift,
-                                             tracing).routes())
+                                             tracing, feedback).routes())
     token = admin_token if admin_token is not None else os.environ.get(ADMIN_TOKEN_VARIABLE)
     if token:
         routes += Admin(rollout, token).routes()

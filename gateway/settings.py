@@ -91,6 +91,8 @@ class LimitSettings:
     """Largest element count of one input tensor, checked before anything is allocated."""
     max_batch_rows: int = 8192
     """Largest first dimension of one request's inputs."""
+    max_feedback_items: int = 10_000
+    """Most labels in one feedback request (SPEC section 8); more answer 400."""
 
 
 @dataclass(frozen=True)

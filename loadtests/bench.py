@@ -1,7 +1,7 @@
 """`make bench`: the gateway against onnxruntime called directly and against a minimal reference
 app (loadtests/reference_app.py), in one run on this machine, under the same load from wrk.
 
-Prints seven tables:
+Prints eight tables:
 1. onnxruntime's own time per call (the floor), by rows and intra-op threads;
 2. gateway vs reference at 1, 8 and 64 connections for a 1-row JSON, a 32-row JSON and a 32-row
    binary request, at full load: req/s, p50, p99, server CPU per request, and the ratio;
@@ -13,7 +13,9 @@ Prints seven tables:
 6. the routing decision's own time, and what a 100% shadow of an identical version costs the
    primary's p95 at a paced rate over 8 connections;
 7. drift ingestion in feature values per second by batch size, the time for all statistics,
-   and the gateway's throughput with the drift monitor on against off.
+   and the gateway's throughput with the drift monitor on against off;
+8. label feedback ingestion (parse and fold) in labels per second for batches of 1, 100 and
+   10,000 items, and the gateway's infer throughput while feedback arrives against without.
 
 Absolute figures depend on the machine and its load; the ratios measured in one run are what count.
 Drives the load with wrk (Debian: apt-get install wrk), else with locust. Loopback only; every
@@ -523,7 +525,7 @@ def bench_drift(args: argparse.Namespace, loads: list[Load], work_dir: Path) -> 
     try:
         measured = alternate(servers, lambda server: args.drive(
             server, f"/v2/models/{MODEL}/infer", loads[0], 64, args.duration, work_dir),
-            rounds=DRIFT_ROUNDS)
+            rounds=args.rounds)
     finally:
         for _, server in servers:
             server.stop()
@@ -533,11 +535,83 @@ def bench_drift(args: argparse.Namespace, loads: list[Load], work_dir: Path) -> 
     errors = sum(r.errors for runs in measured for r in runs)
     print_table(f"7. drift monitor: ingestion by batch size (30 features and 2 outputs); all "
                 f"statistics of a version in {report_us:.0f} µs; gateway at 64 connections, "
-                f"1-row JSON, medians of {DRIFT_ROUNDS} alternating runs: {on_rps:,.0f} req/s "
+                f"1-row JSON, medians of {args.rounds} alternating runs: {on_rps:,.0f} req/s "
                 f"with the monitor on, {off_rps:,.0f} off "
                 f"(on/off {on_rps / off_rps:.2f}×, errors {errors})",
                 ["rows per batch", "µs per batch (folds included)", "M feature values/s"],
                 rows_table)
+
+
+def bench_feedback(args: argparse.Namespace, loads: list[Load], work_dir: Path) -> None:
+    """Feedback parse + fold speed by batch size, and what a steady stream of feedback costs
+    the infer throughput of the same gateway (alternating runs with and without it)."""
+    import threading
+    import urllib.request
+
+    from gateway.observability.feedback import FeedbackService
+    from gateway.protocol.feedback import parse_feedback
+    from gateway.runtime.repository import scan_repository
+
+    rng = np.random.default_rng(0)
+    service = FeedbackService(5000)
+    service.sync(scan_repository(ROOT / "models"))
+    model = service.model(MODEL)
+    assert model is not None
+    versions = frozenset({1, 2, 3})
+    rows_table = []
+    for items in (1, 100, 10_000):
+        body = orjson.dumps({"feedback": [
+            {"label": int(y), "version": 2, "prediction": int(p), "id": f"r{i}"}
+            for i, (y, p) in enumerate(zip(rng.integers(0, 2, items), rng.integers(0, 2, items),
+                                           strict=True))]})
+        parse_s = time_call(lambda b=body: parse_feedback(b, model.space, versions, 10_000),
+                            repeats=max(5, 2000 // items))
+        batch = parse_feedback(body, model.space, versions, 10_000)
+        fold_s = time_call(lambda b=batch: model.fold(b), repeats=max(5, 2000 // items))
+        total = parse_s + fold_s
+        rows_table.append([f"{items:,}", f"{parse_s * 1e6:,.1f}", f"{fold_s * 1e6:,.1f}",
+                           f"{items / total:,.0f}"])
+    gateway = start_gateway("gateway-feedback", ROOT / "config" / "gateway.yaml", work_dir)
+    feedback_body = orjson.dumps({"feedback": [
+        {"label": int(y), "version": 2, "prediction": int(y)} for y in rng.integers(0, 2, 100)]})
+    posted = [0]
+
+    def measure(with_feedback: bool) -> Result:
+        stop = threading.Event()
+
+        def post() -> None:
+            url = f"http://127.0.0.1:{gateway.port}/v2/models/{MODEL}/feedback"
+            while not stop.is_set():
+                request = urllib.request.Request(url, data=feedback_body, method="POST")
+                with urllib.request.urlopen(request, timeout=10) as reply:
+                    reply.read()
+                posted[0] += 100
+
+        poster = threading.Thread(target=post) if with_feedback else None
+        if poster:
+            poster.start()
+        try:
+            return args.drive(gateway, f"/v2/models/{MODEL}/infer", loads[0], 64,
+                              args.duration, work_dir)
+        finally:
+            stop.set()
+            if poster:
+                poster.join()
+
+    try:
+        runs = [[], []]  # without, with
+        for _ in range(args.rounds):
+            for i, with_feedback in enumerate((False, True)):
+                runs[i].append(measure(with_feedback))
+    finally:
+        gateway.stop()
+    without, with_ = (float(np.median([r.rps for r in results])) for results in runs)
+    labels_per_s = posted[0] / (args.rounds * args.duration)
+    print_table(f"8. label feedback: parse and fold by batch size; gateway at 64 connections, "
+                f"1-row JSON, medians of {args.rounds} alternating runs: {with_:,.0f} req/s "
+                f"while 100-label batches arrive back to back ({labels_per_s:,.0f} labels/s), "
+                f"{without:,.0f} without (ratio {with_ / without:.2f}×)",
+                ["items per batch", "parse µs", "fold µs", "labels/s"], rows_table)
 
 
 def parse_rps(row: list[str]) -> float:
@@ -570,8 +644,10 @@ def main() -> int:
                         help="requests for the RSS table (0 skips it)")
     parser.add_argument("--paced-rate", type=float, default=1000.0,
                         help="request rate of the paced latency table, per second")
-    parser.add_argument("--tables", type=int, nargs="+", default=list(range(1, 8)),
-                        help="which tables to print (default: all seven)")
+    parser.add_argument("--tables", type=int, nargs="+", default=list(range(1, 9)),
+                        help="which tables to print (default: all eight)")
+    parser.add_argument("--rounds", type=int, default=DRIFT_ROUNDS,
+                        help="alternating runs whose median tables 7 and 8 report")
     parser.add_argument("--skip-batching", action="store_true", help="skip table 4")
     args = parser.parse_args()
     args.drive = run_wrk if shutil.which("wrk") else run_locust
@@ -598,6 +674,8 @@ def main() -> int:
             bench_routing(args, loads, work_dir)
         if 7 in wanted:
             bench_drift(args, loads, work_dir)
+        if 8 in wanted:
+            bench_feedback(args, loads, work_dir)
     return 0
 
 

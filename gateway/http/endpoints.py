@@ -6,6 +6,7 @@ deployment, validate, hand to its batcher, encode, mirror to shadows, count.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -16,12 +17,14 @@ from starlette.routing import Route
 
 from gateway import __version__
 from gateway.deployments import Deployment, Deployments, parse_version
-from gateway.errors import GatewayError, NotFound, Unavailable
+from gateway.errors import BadRequest, GatewayError, NotFound, Unavailable
 from gateway.http.body import read_body
 from gateway.http.responses import JSON, json_response
 from gateway.observability.drift.service import DriftService
+from gateway.observability.feedback import FeedbackService
 from gateway.observability.metrics import NO_VERSION, UNKNOWN_MODEL, GatewayMetrics
 from gateway.observability.tracing import RequestTrace, Tracing
+from gateway.protocol.feedback import parse_feedback
 from gateway.protocol.request import decode_request
 from gateway.protocol.response import encode_response
 from gateway.protocol.validate import check_request
@@ -29,6 +32,7 @@ from gateway.rollout import Rollout
 from gateway.routing.decide import PINNED, SPLIT, choose_version
 from gateway.routing.shadow import ShadowRunner, choose_shadows
 
+logger = logging.getLogger("gateway.feedback")
 SERVER_NAME = "gateway"
 EXTENSIONS = ["binary_tensor_data"]
 PLATFORM = "onnxruntime_onnx"
@@ -37,8 +41,10 @@ HEADER_LENGTH = "inference-header-content-length"
 
 class Endpoints:
     def __init__(self, deployments: Deployments, rollout: Rollout, metrics: GatewayMetrics,
-                 shadow: ShadowRunner, drift: DriftService, tracing: Tracing) -> None:
+                 shadow: ShadowRunner, drift: DriftService, tracing: Tracing,
+                 feedback: FeedbackService) -> None:
         self.deployments = deployments
+        self.feedback = feedback
         self.tracing = tracing
         self.drift = drift
         self.rollout = rollout
@@ -63,6 +69,7 @@ class Endpoints:
             Route("/v2/models/{model}/drift", self.model_drift, methods=["GET"]),
             Route("/v2/models/{model}/versions/{version}/drift", self.version_drift,
                   methods=["GET"]),
+            Route("/v2/models/{model}/feedback", self.post_feedback, methods=["POST"]),
             Route("/metrics", self.metrics_text, methods=["GET"]),
         ]
 
@@ -76,20 +83,51 @@ class Endpoints:
 
     async def version_drift(self, request: Request) -> Response:
         deployment = self._find(request)
-        report = await self.drift.report(deployment.entry.model, deployment.entry.version)
+        model, version = deployment.entry.model, deployment.entry.version
+        report = await self.drift.report(model, version)
         if report is None:
             raise NotFound(f"{deployment.name} is not monitored for drift: it has no usable "
                            "reference.json, or drift.enabled is false")
-        return json_response(report)
+        return json_response(self._with_performance(report, model, version))
+
+    def _with_performance(self, report: dict[str, Any], model: str,
+                          version: int) -> dict[str, Any]:
+        feedback = self.feedback.model(model)
+        if feedback is not None:
+            report["performance"] = feedback.performance(version)
+        return report
 
     async def model_drift(self, request: Request) -> Response:
-        """Every loaded version's report."""
+        """Every loaded version's report, and the model's label drift."""
         model = request.path_params["model"]
         self.deployments.check_model(model)
         reports = [await self.drift.report(model, version)
                    for version, d in sorted(self.deployments.versions_of(model).items())
                    if d.ready]
-        return json_response({"model": model, "versions": [r for r in reports if r]})
+        doc: dict[str, Any] = {"model": model, "versions": [
+            self._with_performance(r, model, int(r["version"])) for r in reports if r]}
+        feedback = self.feedback.model(model)
+        if feedback is not None:
+            doc["labels"] = feedback.labels_report(self.drift.threshold(model))
+        return json_response(doc)
+
+    async def post_feedback(self, request: Request) -> Response:
+        """Ground-truth labels, each with the version and prediction it was served (SPEC 8)."""
+        model = request.path_params["model"]
+        self.deployments.check_model(model)
+        body = await read_body(request, self.limits.max_body_bytes)
+        feedback = self.feedback.model(model)
+        if feedback is None:
+            raise BadRequest(f"model '{model}' takes no feedback: "
+                             f"{self.feedback.why_not(model)}")
+        batch = parse_feedback(body, feedback.space,
+                               frozenset(self.deployments.repository[model]),
+                               self.limits.max_feedback_items)
+        feedback.fold(batch)
+        if batch.ids:
+            logger.debug("feedback for model '%s': %d rows, ids %s", model, batch.rows,
+                         ", ".join(batch.ids[:20]))
+        return json_response({"accepted": batch.rows})
 
     async def metrics_text(self, request: Request) -> Response:
         return Response(generate_latest(self.metrics.registry),

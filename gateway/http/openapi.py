@@ -137,6 +137,20 @@ def openapi_document(admin: bool) -> dict[str, Any]:
         "/v2/models/{model}/versions/{version}/drift": _get(
             "Drift report of a version (SPEC section 5)", _json(_DRIFT_REPORT, "drift report"),
             404, 503, parameters=(_MODEL, _VERSION)),
+        "/v2/models/{model}/feedback": {"post": {
+            "summary": "Ground-truth labels, each with the version and prediction it was served "
+                       "(SPEC section 8); the batch is taken whole or not at all",
+            "parameters": [_MODEL],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["feedback"], "additionalProperties": False,
+                "properties": {"feedback": {"type": "array", "items": {
+                    "type": "object", "required": ["label"], "additionalProperties": False,
+                    "properties": {"label": {}, "version": {}, "prediction": {},
+                                   "id": {"type": "string", "nullable": True}}}}}}}}},
+            "responses": {"200": _json({"type": "object", "required": ["accepted"],
+                                        "properties": {"accepted": {"type": "integer"}}},
+                                       "the rows counted"),
+                          **_errors(400, 404, 413)}}},
         "/metrics": {"get": {"summary": "Prometheus metrics (SPEC section 6)", "responses": {
             "200": {"description": "Prometheus text format",
                     "content": {"text/plain": {"schema": {"type": "string"}}}}}}},

@@ -40,7 +40,8 @@ MAIN_PANELS = {"Traffic share by version", "Route weights (policy)", "Versions r
                "Latency p99 by version and route", "Rejected requests (4xx) by code",
                "Queue wait p99", "Mean batch size (rows)", "Shadow agreement",
                "Feature drift PSI (now)", "Drifted features (PSI at or above threshold)",
-               "Prediction drift PSI", "Config reloads"}
+               "Prediction drift PSI", "Config reloads", "Live vs reference accuracy",
+               "Fleet accuracy (from counters)", "Label mix", "Label drift PSI"}
 
 
 def dashboard_queries() -> dict[str, list[str]]:
@@ -156,10 +157,10 @@ def test_a_real_prometheus_reads_a_canary_from_every_panel_and_rule(
     data = load_breast_cancer().data.astype(np.float32)
     shifted = data.copy()
     shifted[:, 0] *= 1.6  # "mean radius" moves, nothing else
-    client = httpclient.InferenceServerClient(server.url)
     stop = threading.Event()
 
     def traffic() -> None:
+        client = httpclient.InferenceServerClient(server.url)  # a client per thread (gevent)
         rows = np.tile(shifted, (3, 1))
         while not stop.is_set():
             for begin in range(0, len(rows), 64):
@@ -172,6 +173,19 @@ def test_a_real_prometheus_reads_a_canary_from_every_panel_and_rule(
                 if stop.is_set():
                     return
 
+    # Ground truth comes back: true labels for version 1's and 2's answers, then a prior shift.
+    labels = load_breast_cancer().target
+    client = httpclient.InferenceServerClient(server.url)
+    for version in ("1", "2"):
+        tensor = httpclient.InferInput("input", list(data.shape), "FP32")
+        tensor.set_data_from_numpy(data)
+        predicted = client.infer(MODEL, [tensor], model_version=version).as_numpy("label")
+        reply = server.request("POST", f"/v2/models/{MODEL}/feedback", json.dumps(
+            {"feedback": [{"label": int(y), "version": version, "prediction": int(p)}
+                          for y, p in zip(labels, predicted, strict=True)]}).encode())
+        assert reply.status == 200
+    assert server.request("POST", f"/v2/models/{MODEL}/feedback", json.dumps(
+        {"feedback": [{"label": 0}] * 5000}).encode()).status == 200
     thread = threading.Thread(target=traffic)
     thread.start()
     try:
@@ -180,8 +194,8 @@ def test_a_real_prometheus_reads_a_canary_from_every_panel_and_rule(
             share = prometheus.query(
                 f'gateway:traffic_share:ratio_rate5m{{model="{MODEL}"}}')["data"]["result"]
             drifted = prometheus.query(
-                'gateway_drift_psi >= on (model, version) group_left '
-                'gateway_drift_psi_threshold and on (model, version) '
+                'gateway_drift_psi >= ignoring (feature) group_left '
+                'gateway_drift_psi_threshold and ignoring (feature) '
                 'gateway_drift_window_rows >= 500')["data"]["result"]
             if len(share) == 3 and len(drifted) == 2:
                 break
@@ -232,3 +246,7 @@ def test_a_real_prometheus_reads_a_canary_from_every_panel_and_rule(
                for rule in group["rules"] if rule.get("type") == "alerting"}
     assert pending["GatewayFeatureDrift"] in ("pending", "firing")
     assert pending["GatewayModelNotReady"] == "inactive"
+    assert pending["GatewayLabelDrift"] in ("pending", "firing")
+    assert pending["GatewayLiveAccuracyBelowReference"] == "inactive"
+    accuracy = prometheus.query("gateway:feedback_accuracy:ratio_rate1h")["data"]["result"]
+    assert {s["metric"]["version"] for s in accuracy} == {"1", "2"}

@@ -45,3 +45,32 @@ class SlidingWindow:
 
     def total(self) -> Counts:
         return self.binner.split(self._histogram, self._filled)
+
+
+class ValueWindow:
+    """The most recent `window_rows` numbers (a ring), for means over exactly the last rows:
+    live accuracy (1 for a correct prediction, 0 for a wrong one) or mean absolute error."""
+
+    def __init__(self, window_rows: int) -> None:
+        self.window_rows = window_rows
+        self._values = np.empty(window_rows, dtype=np.float64)
+        self._filled = 0
+        self._next = 0
+
+    def add(self, values: np.ndarray) -> None:
+        size = self.window_rows
+        if len(values) >= size:
+            self._values[:] = values[-size:]
+            self._filled, self._next = size, 0
+            return
+        slots = (self._next + np.arange(len(values))) % size
+        self._values[slots] = values
+        self._filled = min(size, self._filled + len(values))
+        self._next = (self._next + len(values)) % size
+
+    @property
+    def rows(self) -> int:
+        return self._filled
+
+    def mean(self) -> float | None:
+        return float(self._values[:self._filled].mean()) if self._filled else None

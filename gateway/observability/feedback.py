@@ -1,0 +1,263 @@
+"""Label feedback (SPEC section 8): label drift per model, live accuracy or MAE per version.
+
+Stateless by design: each label arrives with what the infer answer said (version, prediction),
+so any replica can take it, after any restart. Per model, the last `drift.window_rows` labels
+are binned against the reference profile's `labels` entry by the drift monitor's own `Binner`
+and `SlidingWindow`, and compared with `drift_statistics` (PSI and JS); per version, the last
+`drift.window_rows` labelled rows are kept as 1/0 (correct or not) or as absolute errors in a
+`ValueWindow`, whose mean is the live accuracy or MAE. Counters (rows, correct rows, labels per
+class) only grow, so a fleet's accuracy is a ratio of their rates across replicas.
+
+Folding a batch is a handful of NumPy calls (a bincount per batch, a mask per version named);
+it runs in the feedback request, never on the infer path. Gauges are computed at scrape time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from gateway.observability.drift.histograms import Binner, Column, column_from_profile
+from gateway.observability.drift.stats import drift_statistics
+from gateway.observability.drift.window import SlidingWindow, ValueWindow
+from gateway.protocol.feedback import FeedbackBatch, LabelSpace
+from gateway.runtime.repository import Repository
+
+logger = logging.getLogger("gateway.feedback")
+UNSEEN = "_unseen"
+NO_VERSION = "none"
+
+
+def label_profile(repository: Repository, model: str) -> dict[str, Any] | None:
+    """The `labels` profile of the model's highest version that has one."""
+    for version in sorted(repository.get(model, {}), reverse=True):
+        path = repository[model][version].reference_file
+        try:
+            profile = json.loads(path.read_text()).get("labels")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(profile, dict) and profile.get("kind") in ("categorical", "numeric"):
+            return profile
+    return None
+
+
+def _label_column(profile: dict[str, Any]) -> tuple[LabelSpace, Column]:
+    if profile["kind"] == "numeric":
+        column = column_from_profile({**profile, "name": "label"})
+        return LabelSpace("numeric"), column
+    categories = tuple(profile["categories"])
+    counts = np.asarray(profile["counts"], dtype=np.float64)
+    if len(counts) != len(categories) or not categories:
+        raise ValueError("labels profile: one count per category needed")
+    # Labels are binned by category index, so text classes bin like numeric ones.
+    column = Column("label", "categorical", np.arange(len(categories), dtype=np.float64), counts)
+    return LabelSpace("categorical", categories), column
+
+
+@dataclass
+class _VersionPerformance:
+    window: ValueWindow
+    rows: int = 0
+    correct: int = 0
+
+
+@dataclass
+class ModelFeedback:
+    """One model's label window, per-version performance windows, and counters."""
+
+    model: str
+    space: LabelSpace
+    labels: SlidingWindow
+    window_rows: int
+    reference: dict[int, float | None]
+    """Version -> the manifest's held-out accuracy (classifier) or mae (regressor)."""
+    unlabelled_rows: int = 0
+    label_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    """Rows per category, then unseen (classifiers)."""
+    versions: dict[int, _VersionPerformance] = field(default_factory=dict)
+
+    @property
+    def metric_name(self) -> str:
+        return "accuracy" if self.space.classifier else "mae"
+
+    def fold(self, batch: FeedbackBatch) -> None:
+        self.labels.add(batch.label_codes.reshape(-1, 1))
+        if self.space.classifier:
+            n = len(self.space.categories)
+            codes = batch.label_codes.astype(np.int64)
+            counts = np.bincount(np.where(codes < 0, n, codes), minlength=n + 1)
+            self.label_counts = (counts if not len(self.label_counts)
+                                 else self.label_counts + counts)
+        labelled = batch.labelled
+        self.unlabelled_rows += int(batch.rows - labelled.sum())
+        if not labelled.any():
+            return
+        if self.space.classifier:
+            scores = (batch.labels == batch.predictions).astype(np.float64)
+        else:
+            scores = np.abs(batch.labels.astype(np.float64)
+                            - batch.predictions.astype(np.float64))
+        versions = batch.versions[labelled]
+        scores = scores[labelled]
+        for version in np.unique(versions):  # the few versions named, each one mask
+            mine = scores[versions == version]
+            performance = self.versions.get(int(version))
+            if performance is None:
+                performance = self.versions[int(version)] = _VersionPerformance(
+                    ValueWindow(self.window_rows))
+            performance.window.add(mine)
+            performance.rows += len(mine)
+            if self.space.classifier:
+                performance.correct += int(mine.sum())
+
+    def labels_report(self, psi_threshold: float) -> dict[str, Any]:
+        counts = self.labels.total()
+        binner = self.labels.binner
+        stats = drift_statistics(binner.reference, counts.bins, binner.offsets)
+        psi, js = float(stats["psi"][0]), float(stats["js"][0])
+        empty = counts.rows == 0
+        return {"window_rows": counts.rows, "psi": None if empty else round(psi, 6),
+                "js": None if empty else round(js, 6),
+                "drifted": bool(not empty and psi >= psi_threshold),
+                "unseen": int(counts.unseen[0])}
+
+    def performance(self, version: int) -> dict[str, Any]:
+        found = self.versions.get(version)
+        live = found.window.mean() if found else None
+        return {"labelled_rows": found.window.rows if found else 0,
+                self.metric_name: None if live is None else round(live, 6),
+                "reference": self.reference.get(version)}
+
+
+class FeedbackService:
+    def __init__(self, window_rows: int) -> None:
+        self.window_rows = window_rows
+        self._models: dict[str, ModelFeedback] = {}
+        self._missing: dict[str, str] = {}
+
+    def sync(self, repository: Repository) -> None:
+        """Track every model of the repository that has a labels profile; windows survive."""
+        for model in list(self._models):
+            if model not in repository:
+                del self._models[model]
+        for model, versions in repository.items():
+            reference = {v: _held_out(e.manifest) for v, e in versions.items()}
+            existing = self._models.get(model)
+            if existing is not None:
+                existing.reference = {v: r.get(existing.metric_name) for v, r in
+                                      reference.items()}
+                continue
+            profile = label_profile(repository, model)
+            if profile is None:
+                self._missing[model] = ("no version of it has a 'labels' profile in its "
+                                        "reference.json")
+                continue
+            try:
+                space, column = _label_column(profile)
+            except (KeyError, ValueError, TypeError) as exc:
+                self._missing[model] = f"its labels profile is unusable ({exc})"
+                continue
+            feedback = ModelFeedback(model, space, SlidingWindow(Binner([column]),
+                                                                 self.window_rows),
+                                     self.window_rows, {})
+            feedback.reference = {v: r.get(feedback.metric_name) for v, r in reference.items()}
+            self._models[model] = feedback
+            self._missing.pop(model, None)
+
+    def model(self, model: str) -> ModelFeedback | None:
+        return self._models.get(model)
+
+    def why_not(self, model: str) -> str:
+        return self._missing.get(model, "it has no labels profile")
+
+    def collector(self, thresholds: Any) -> Collector:
+        return _FeedbackCollector(self, thresholds)
+
+    def all(self) -> list[ModelFeedback]:
+        return list(self._models.values())
+
+
+def _held_out(manifest: dict[str, Any]) -> dict[str, float | None]:
+    metrics = manifest.get("metrics")
+    metrics = metrics if isinstance(metrics, dict) else {}
+    return {name: float(metrics[name]) if isinstance(metrics.get(name), int | float) else None
+            for name in ("accuracy", "mae")}
+
+
+class _FeedbackCollector(Collector):
+    def __init__(self, service: FeedbackService, thresholds: Any) -> None:
+        self.service = service
+        self.thresholds = thresholds
+        """model -> PSI threshold (the drift settings' per-model value)."""
+
+    def collect(self) -> Iterator[Any]:
+        mv = ["model", "version"]
+        rows = CounterMetricFamily("gateway_feedback_rows", "Labelled rows received.", labels=mv)
+        correct = CounterMetricFamily("gateway_feedback_correct_rows",
+                                      "Labelled rows whose prediction equals the label.",
+                                      labels=mv)
+        accuracy = GaugeMetricFamily("gateway_live_accuracy",
+                                     "Accuracy over the version's last labelled rows.", labels=mv)
+        mae = GaugeMetricFamily("gateway_live_mae",
+                                "Mean absolute error over the version's last labelled rows.",
+                                labels=mv)
+        ref_accuracy = GaugeMetricFamily("gateway_reference_accuracy",
+                                         "The manifest's held-out accuracy.", labels=mv)
+        ref_mae = GaugeMetricFamily("gateway_reference_mae", "The manifest's held-out MAE.",
+                                    labels=mv)
+        window = GaugeMetricFamily("gateway_feedback_window_rows",
+                                   "Labelled rows in the version's performance window.",
+                                   labels=mv)
+        label_rows = CounterMetricFamily("gateway_label_rows", "Labels received, by class.",
+                                         labels=["model", "label"])
+        label_psi = GaugeMetricFamily("gateway_label_drift_psi",
+                                      "PSI of the recent labels against the training labels.",
+                                      labels=["model"])
+        label_js = GaugeMetricFamily("gateway_label_drift_js",
+                                     "Jensen-Shannon distance of the recent labels.",
+                                     labels=["model"])
+        label_window = GaugeMetricFamily("gateway_label_window_rows",
+                                         "Labels in the model's label drift window.",
+                                         labels=["model"])
+        label_threshold = GaugeMetricFamily("gateway_label_drift_psi_threshold",
+                                            "PSI at or above which the labels count as drifted.",
+                                            labels=["model"])
+        for feedback in self.service.all():
+            model = feedback.model
+            rows.add_metric([model, NO_VERSION], feedback.unlabelled_rows)
+            live_family, ref_family = ((accuracy, ref_accuracy) if feedback.space.classifier
+                                       else (mae, ref_mae))
+            for version, reference in sorted(feedback.reference.items()):
+                if reference is not None:
+                    ref_family.add_metric([model, str(version)], reference)
+            for version, performance in sorted(feedback.versions.items()):
+                key = [model, str(version)]
+                rows.add_metric(key, performance.rows)
+                if feedback.space.classifier:
+                    correct.add_metric(key, performance.correct)
+                live = performance.window.mean()
+                if live is not None:
+                    live_family.add_metric(key, live)
+                window.add_metric(key, performance.window.rows)
+            if feedback.space.classifier:
+                counts = (feedback.label_counts if len(feedback.label_counts)
+                          else np.zeros(len(feedback.space.categories) + 1, dtype=np.int64))
+                for category, count in zip([*map(str, feedback.space.categories), UNSEEN],
+                                           counts, strict=True):
+                    label_rows.add_metric([model, category], int(count))
+            threshold = self.thresholds(model)
+            report = feedback.labels_report(threshold)
+            label_window.add_metric([model], report["window_rows"])
+            label_threshold.add_metric([model], threshold)
+            if report["psi"] is not None:
+                label_psi.add_metric([model], report["psi"])
+                label_js.add_metric([model], report["js"])
+        yield from (rows, correct, accuracy, mae, ref_accuracy, ref_mae, window, label_rows,
+                    label_psi, label_js, label_window, label_threshold)
