@@ -23,7 +23,7 @@ serve: $(VENV)/.serve        ## start the gateway on the shipped models and conf
 
 test: lint typecheck unit    ## ruff, mypy and the whole pytest suite
 
-bench: $(VENV)/.test         ## all tables (~11 minutes); one table: make bench BENCH_ARGS="--tables 7"
+bench: $(VENV)/.test         ## all 8 tables (~14 minutes); one table: make bench BENCH_ARGS="--tables 7"
 	$(BIN)/python loadtests/bench.py $(BENCH_ARGS)
 
 locust: $(VENV)/.test        ## a bounded, headless mix of callers against a gateway on :8000
