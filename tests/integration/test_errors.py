@@ -190,6 +190,9 @@ def test_tampered_version_is_refused_while_the_other_serves(
                           infer_body(sample_rows(1))).status == 200
     assert server.request("POST", INFER, infer_body(sample_rows(1))).status == 200
     assert "sha256" in server.log()
+    metrics = server.request("GET", "/metrics").body.decode()
+    assert f'gateway_model_ready{{model="{MODEL}",version="1"}} 0.0' in metrics
+    assert f'gateway_model_ready{{model="{MODEL}",version="2"}} 1.0' in metrics
 
 
 def test_unloadable_onnx_is_refused_while_the_other_serves(

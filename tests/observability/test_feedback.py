@@ -11,6 +11,7 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from gateway.observability.drift.stats import drift_statistics
 from gateway.observability.feedback import FeedbackService
 from gateway.protocol.feedback import parse_feedback
 from gateway.runtime.repository import scan_repository
@@ -79,6 +80,10 @@ def test_label_drift_equals_plain_numpy_and_flags_a_prior_shift_only() -> None:
     psi, js = plain_psi_js(reference, live)
     assert report["psi"] == pytest.approx(psi, abs=1e-6)  # reports round to 6 places
     assert report["js"] == pytest.approx(js, abs=1e-6)
+    counts = model.labels.total()  # the statistics themselves, unrounded
+    stats = drift_statistics(model.labels.binner.reference, counts.bins,
+                             model.labels.binner.offsets)
+    assert abs(stats["psi"][0] - psi) < 1e-9 and abs(stats["js"][0] - js) < 1e-9
     assert report["window_rows"] == 3000 and not report["drifted"]
     send(feedback, [{"label": 1}] * 5000)  # every label one class: a prior shift
     shifted = model.labels_report(0.2)

@@ -115,6 +115,9 @@ BAD = {
     "classification": (b'{"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}],'
                        b' "outputs": [{"name": "y", "parameters": {"classification": 2}}]}', None,
                        "not supported"),
+    "duplicate input": (b'{"inputs": [{"name": "x", "shape": [1], "datatype": "FP32",'
+                        b' "data": [1]}, {"name": "x", "shape": [1], "datatype": "FP32",'
+                        b' "data": [2]}]}', None, "'x' appears more than once"),
     "duplicate output": (b'{"inputs": [{"name": "x", "shape": [1], "datatype": "FP32",'
                          b' "data": [1]}], "outputs": [{"name": "y"}, {"name": "y"}]}', None,
                          "more than once"),
