@@ -54,6 +54,8 @@ class _Tracked:
     dropped_rows: int = 0
     failed_folds: int = 0
     report: dict[str, Any] | None = None
+    window_bins: np.ndarray | None = None
+    """The feature window's counts per bin when `report` was made (for fleet-wide drift)."""
 
 
 def feature_inputs(monitor: DriftMonitor, inputs: tuple[TensorSpec, ...]) -> tuple[str, ...] | None:
@@ -187,6 +189,7 @@ class DriftService:
         if report:
             for tracked in list(self._tracked.values()):
                 tracked.report = tracked.monitor.report(tracked.psi_threshold)
+                tracked.window_bins = tracked.monitor.features.total().bins.copy()
 
     async def report(self, model: str, version: int) -> dict[str, Any] | None:
         """A fresh report of one version (computed on the drift thread), or None if untracked."""
@@ -224,6 +227,15 @@ class _DriftCollector(Collector):
                                        labels=["model", "version", "output"])
         window = GaugeMetricFamily("gateway_drift_window_rows", "Rows in the drift window.",
                                    labels=["model", "version"])
+        bins = GaugeMetricFamily(
+            "gateway_drift_window_bin_count",
+            "Rows of the drift window in each bin of a feature (sum across replicas for "
+            "fleet-wide drift: gateway:fleet_drift_psi).", labels=["model", "version", "feature",
+                                                                   "bin"])
+        reference = GaugeMetricFamily(
+            "gateway_drift_reference_bin_share",
+            "Share of the training rows in each bin of a feature (reference.json).",
+            labels=["model", "version", "feature", "bin"])
         failed = CounterMetricFamily("gateway_drift_failed_folds",
                                      "Gatherings the drift monitor could not fold (see the log).",
                                      labels=["model", "version"])
@@ -238,6 +250,8 @@ class _DriftCollector(Collector):
             dropped.add_metric(key, tracked.dropped_rows)
             threshold.add_metric(key, tracked.psi_threshold)
             failed.add_metric(key, tracked.failed_folds)
+            if tracked.window_bins is not None:
+                _add_bins(bins, reference, key, tracked.monitor, tracked.window_bins)
             report = tracked.report
             if report is None:
                 continue
@@ -249,4 +263,16 @@ class _DriftCollector(Collector):
             for output in report["outputs"]:
                 if output["psi"] is not None:
                     prediction.add_metric([*key, output["name"]], output["psi"])
-        yield from (psi, js, ks, prediction, window, threshold, dropped, failed)
+        yield from (psi, js, ks, prediction, window, threshold, dropped, failed, bins, reference)
+
+
+def _add_bins(bins: GaugeMetricFamily, reference: GaugeMetricFamily, key: list[str],
+              monitor: DriftMonitor, counts: np.ndarray) -> None:
+    """One sample per feature and bin: the window's count and the reference's share."""
+    binner = monitor.features.binner
+    for column, start in zip(monitor.feature_columns, binner.offsets, strict=True):
+        total = float(column.counts.sum()) or 1.0
+        for b in range(column.bins):
+            labels = [*key, column.name, str(b)]
+            bins.add_metric(labels, float(counts[start + b]))
+            reference.add_metric(labels, float(column.counts[b]) / total)
