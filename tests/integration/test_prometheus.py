@@ -90,12 +90,14 @@ def test_promtool_unit_tests_can_fail(tmp_path: Path) -> None:
 
 
 class Prometheus:
-    def __init__(self, target: str, work: Path) -> None:
+    """Debian's prometheus with config/prometheus/rules.yml, scraping `targets` every second."""
+
+    def __init__(self, targets: list[str], work: Path) -> None:
         self.port = free_port()
         config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
                   "rule_files": [str(PROMETHEUS_DIR / "rules.yml")],
                   "scrape_configs": [{"job_name": "gateway",
-                                      "static_configs": [{"targets": [target]}]}]}
+                                      "static_configs": [{"targets": targets}]}]}
         (work / "prometheus.yml").write_text(yaml.safe_dump(config))
         self.log = (work / "prometheus.log").open("wb")
         self.process = subprocess.Popen(
@@ -122,6 +124,12 @@ class Prometheus:
         except urllib.error.HTTPError as exc:  # 400/422: the expression is refused
             return dict(json.load(exc))
 
+    def value(self, expr: str) -> float | None:
+        """The single value an instant query returns, or None when it returns nothing."""
+        result = self.query(expr)["data"]["result"]
+        assert len(result) <= 1, result
+        return float(result[0]["value"][1]) if result else None
+
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=30)
@@ -133,7 +141,7 @@ def prometheus_for(tmp_path: Path) -> Iterator[Any]:
     started: list[Prometheus] = []
 
     def start(target: str) -> Prometheus:
-        started.append(Prometheus(target, tmp_path))
+        started.append(Prometheus([target], tmp_path))
         return started[-1]
 
     yield start
