@@ -41,7 +41,8 @@ MAIN_PANELS = {"Traffic share by version", "Route weights (policy)", "Versions r
                "Queue wait p99", "Mean batch size (rows)", "Shadow agreement",
                "Feature drift PSI (now)", "Drifted features (PSI at or above threshold)",
                "Prediction drift PSI", "Config reloads", "Live vs reference accuracy",
-               "Fleet accuracy (from counters)", "Label mix", "Label drift PSI"}
+               "Fleet accuracy (from counters)", "Label mix", "Label drift PSI",
+               "Fleet drift PSI (all replicas' windows)"}
 
 
 def dashboard_queries() -> dict[str, list[str]]:
@@ -227,6 +228,7 @@ def test_a_real_prometheus_reads_a_canary_from_every_panel_and_rule(
     assert {(s["metric"]["version"], s["metric"]["feature"]) for s in drifted} == \
         {("1", "mean radius"), ("2", "mean radius")}
     refused, empty = [], []
+    assert set(MAIN_PANELS) <= set(dashboard_queries())
     for title, exprs in dashboard_queries().items():
         for expr in exprs:
             answer = prometheus.query(expr)
