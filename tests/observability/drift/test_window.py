@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from gateway.observability.drift.histograms import Binner, column_from_profile
-from gateway.observability.drift.window import SlidingWindow
+from gateway.observability.drift.window import SlidingWindow, ValueWindow
 
 PROFILES = [{"name": "a", "kind": "numeric", "edges": [-1.0, 0.0, 1.0], "counts": [1] * 4},
             {"name": "b", "kind": "categorical", "categories": [0, 1, 2], "counts": [1] * 3}]
@@ -29,3 +29,18 @@ def test_the_window_is_exactly_the_histogram_of_the_last_rows(batch_sizes: list[
         np.testing.assert_array_equal(total.bins, expected.bins)
         np.testing.assert_array_equal(total.nan, expected.nan)
         np.testing.assert_array_equal(total.unseen, expected.unseen)
+
+
+@pytest.mark.parametrize("batch_sizes", [[1] * 30, [7, 3, 12, 1], [40], [10, 10, 5]])
+def test_the_value_window_keeps_exactly_the_last_values(batch_sizes: list[int]) -> None:
+    window = ValueWindow(window_rows=20)
+    assert window.mean() is None and window.rows == 0
+    rng = np.random.default_rng(sum(batch_sizes))
+    seen: list[np.ndarray] = []
+    for size in batch_sizes:
+        values = rng.random(size)
+        window.add(values)
+        seen.append(values)
+        last = np.concatenate(seen)[-20:]
+        assert window.rows == len(last)
+        assert window.mean() == pytest.approx(float(last.mean()), abs=1e-12)
