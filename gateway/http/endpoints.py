@@ -186,8 +186,8 @@ class Endpoints:
         traced = self.tracing.request(
             request.headers, "POST /v2/models/{model}/versions/{version}/infer"
             if pinned is not None else "POST /v2/models/{model}/infer", start)
-        if traced is not None:
-            request.scope["state"]["trace_id"] = format(traced.span_context.trace_id, "032x")
+        if traced.trace_id is not None:
+            request.scope["state"]["trace_id"] = traced.trace_id
         try:
             self.deployments.check_model(model)
             labels[0] = model
@@ -200,11 +200,10 @@ class Endpoints:
         finally:
             end = time.perf_counter()
             self.metrics.observe_request(labels[0], labels[1], labels[2], code, end - start)
-            if traced is not None:
-                traced.end(code, labels[0], labels[1], labels[2], end)
+            traced.end(code, labels[0], labels[1], labels[2], end)
 
     async def _infer(self, request: Request, model: str, pinned: str | None,
-                     labels: list[str], traced: RequestTrace | None) -> Response:
+                     labels: list[str], traced: RequestTrace) -> Response:
         body = await read_body(request, self.limits.max_body_bytes)
         infer_request = decode_request(body, request.headers.get(HEADER_LENGTH),
                                        self.limits.max_tensor_elements)
@@ -221,9 +220,8 @@ class Endpoints:
                                       self.deployments.ready_versions(model))
             version, labels[2] = decision.version, decision.route
         labels[1] = str(version)
-        if traced is not None:
-            traced.child("route", routed_s, time.perf_counter(),
-                         {"model": model, "version": labels[1], "route": labels[2]})
+        traced.child("route", routed_s, time.perf_counter(),
+                     {"model": model, "version": labels[1], "route": labels[2]})
         deployment = self.deployments.find(model, version)
         session, batcher = deployment.session, deployment.batcher
         assert session is not None and batcher is not None
@@ -235,17 +233,16 @@ class Endpoints:
             rows = first.shape[0] if first.ndim else 1
             results = await batcher.submit(infer_request.inputs, rows,
                                            infer_request.timeout_us or self.default_timeout_us,
-                                           traced.timing if traced is not None else None)
+                                           traced.timing)
         finally:
             deployment.inflight -= 1
-            if traced is not None:
-                traced.batch_spans(model, labels[1])
+            traced.batch_spans(model, labels[1])
         self.drift.observe(model, version, infer_request.inputs, results)
         if pinned is None and model_policy is not None and model_policy.shadow:
             shadows = [v for v in choose_shadows(model_policy) if v != version]
             if shadows:
                 self.shadow.mirror(model, shadows, infer_request.inputs, results,
-                                   traced.span_context if traced is not None else None)
+                                   traced.span_context)
         version_text = labels[1]
         content, header_length = encode_response(
             model, version_text, infer_request.id, results, infer_request.outputs,

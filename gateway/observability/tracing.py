@@ -71,11 +71,11 @@ class Tracing:
     def enabled(self) -> bool:
         return self.tracer is not None
 
-    def request(self, headers: Mapping[str, str], name: str,
-                start_s: float) -> RequestTrace | None:
+    def request(self, headers: Mapping[str, str], name: str, start_s: float) -> RequestTrace:
+        """The request's spans, or `NO_TRACE` (which does nothing) when tracing is off."""
         if self.tracer is None:
-            return None
-        return RequestTrace(self.tracer, self.clock, headers, name, start_s)
+            return NO_TRACE
+        return _SpanTrace(self.tracer, self.clock, headers, name, start_s)
 
     def shutdown(self) -> None:
         """Export what is still buffered (called once requests have drained)."""
@@ -109,8 +109,31 @@ def trace_id_of(span: trace.Span | None) -> str:
 
 
 class RequestTrace:
-    """The spans of one inference request (made only when tracing is on)."""
+    """The spans of one inference request. This base is the do-nothing variant used when
+    tracing is off (`NO_TRACE`), so the request path calls it unconditionally."""
 
+    timing: BatchTiming | None = None
+    """Handed to the batcher to be filled in; None: the batcher records nothing."""
+    span_context: trace.SpanContext | None = None
+    """Links a shadow's own trace to this request; None: no link."""
+    trace_id: str | None = None
+    """Hex trace id for the access log."""
+
+    def child(self, name: str, start_s: float, end_s: float,
+              attributes: dict[str, str | int]) -> None:
+        """A finished child span, written after the fact."""
+
+    def batch_spans(self, model: str, version: str) -> None:
+        """`queue` and `inference` children from the batcher's timing, once it has run."""
+
+    def end(self, code: int, model: str, version: str, route: str, end_s: float) -> None:
+        """Finish the request span with its outcome."""
+
+
+NO_TRACE = RequestTrace()
+
+
+class _SpanTrace(RequestTrace):
     def __init__(self, tracer: trace.Tracer, clock: Clock, headers: Mapping[str, str],
                  name: str, start_s: float) -> None:
         self._tracer = tracer
@@ -119,22 +142,18 @@ class RequestTrace:
                                       kind=trace.SpanKind.SERVER, start_time=clock.ns(start_s))
         self._context = trace.set_span_in_context(self.span)
         self.timing = BatchTiming()
-
-    @property
-    def span_context(self) -> trace.SpanContext:
-        return self.span.get_span_context()
+        self.span_context = self.span.get_span_context()
+        self.trace_id = format(self.span_context.trace_id, "032x")
 
     def child(self, name: str, start_s: float, end_s: float,
               attributes: dict[str, str | int]) -> None:
-        """A finished child span, written after the fact."""
         span = self._tracer.start_span(name, context=self._context, attributes=attributes,
                                        start_time=self._clock.ns(start_s))
         span.end(end_time=self._clock.ns(end_s))
 
     def batch_spans(self, model: str, version: str) -> None:
-        """`queue` and `inference` children from the batcher's timing, once it has run."""
         t = self.timing
-        if not t.started_s:
+        if t is None or not t.started_s:
             return
         self.child("queue", t.enqueued_s, t.started_s, {"model": model, "version": version})
         self.child("inference", t.started_s, t.ended_s,

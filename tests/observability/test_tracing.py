@@ -3,7 +3,13 @@ from __future__ import annotations
 import pytest
 from opentelemetry import trace
 
-from gateway.observability.tracing import Clock, Tracing, parent_context, tracing_wanted
+from gateway.observability.tracing import (
+    NO_TRACE,
+    Clock,
+    Tracing,
+    parent_context,
+    tracing_wanted,
+)
 
 
 @pytest.mark.parametrize(("environ", "wanted"), [
@@ -20,7 +26,12 @@ def test_tracing_is_on_only_with_an_endpoint(environ: dict[str, str], wanted: bo
 
 def test_off_makes_no_spans() -> None:
     tracing = Tracing("gateway", environ={})
-    assert not tracing.enabled and tracing.request({}, "x", 0.0) is None
+    traced = tracing.request({}, "x", 0.0)
+    assert not tracing.enabled and traced is NO_TRACE
+    assert traced.timing is None and traced.span_context is None and traced.trace_id is None
+    traced.child("route", 0.0, 1.0, {"model": "m"})  # does nothing, raises nothing
+    traced.batch_spans("m", "1")
+    traced.end(200, "m", "1", "split", 1.0)
     tracing.shutdown()
 
 
