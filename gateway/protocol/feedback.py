@@ -41,7 +41,10 @@ class LabelSpace:
 
     def encode(self, values: np.ndarray) -> np.ndarray:
         """Each label's category index (float64), -1 for a label outside the categories."""
-        categories = np.asarray(self.categories, dtype=values.dtype)
+        # A common dtype: casting the classes to the labels' own could cut 'spam' to 'sp'.
+        categories = np.asarray(self.categories)
+        common = np.result_type(values.dtype, categories.dtype)
+        categories, values = categories.astype(common), values.astype(common)
         order = np.argsort(categories, kind="stable")
         ordered = categories[order]
         position = np.clip(np.searchsorted(ordered, values), 0, len(ordered) - 1)

@@ -33,6 +33,8 @@ def test_text_classes_and_regressors() -> None:
                                 {"label": "eggs"}]}, text)
     np.testing.assert_array_equal(batch.label_codes, [1, -1])
     assert batch.predictions[0] == "spam"
+    short = parse({"feedback": [{"label": "sp"}, {"label": "ha"}]}, text)
+    np.testing.assert_array_equal(short.label_codes, [-1, -1])  # a prefix is not the class
     numbers = parse({"feedback": [{"label": 2.5, "version": 1, "prediction": 3}]},
                     LabelSpace("numeric"))
     np.testing.assert_array_equal(numbers.label_codes, [2.5])
