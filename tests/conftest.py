@@ -145,25 +145,9 @@ def add_model(repo: Path, name: str, version: int, model_bytes: bytes) -> Path:
 
 
 def slow_model(width: int = 64, layers: int = 200, seed: int = 0) -> bytes:
-    """A real, deliberately slow ONNX graph: input [batch, 30] through `layers` dense tanh
-    layers of `width`, output `score` [batch, width]; a few thousand rows take a fraction of
-    a second, which keeps requests in flight long enough to test shutdown and faults."""
-    from onnx import TensorProto, helper, numpy_helper
+    """A real, deliberately slow ONNX graph (make bench's deep MLP, made wider): input
+    [batch, 30], output `probabilities`; a few thousand rows take a fraction of a second, which
+    keeps requests in flight long enough to test shutdown and faults."""
+    from loadtests.bench import deep_mlp
 
-    rng = np.random.default_rng(seed)
-    nodes, initializers = [], []
-    previous, size = "input", 30
-    for i in range(layers):
-        weight = (rng.standard_normal((size, width)) / np.sqrt(size)).astype(np.float32)
-        initializers.append(numpy_helper.from_array(weight, f"w{i}"))
-        nodes += [helper.make_node("MatMul", [previous, f"w{i}"], [f"m{i}"]),
-                  helper.make_node("Tanh", [f"m{i}"], [f"h{i}"])]
-        previous, size = f"h{i}", width
-    nodes.append(helper.make_node("Identity", [previous], ["score"]))
-    graph = helper.make_graph(
-        nodes, "slow", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 30])],
-        [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch", width])],
-        initializers)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return bytes(model.SerializeToString())
+    return deep_mlp(hidden=width, layers=layers, seed=seed)
