@@ -79,8 +79,8 @@ class ModelFeedback:
     reference: dict[int, float | None]
     """Version -> the manifest's held-out accuracy (classifier) or mae (regressor)."""
     unlabelled_rows: int = 0
-    label_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    """Rows per category, then unseen (classifiers)."""
+    label_counts: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
+    """Rows per category, then unseen (classifiers; sized when the model is tracked)."""
     versions: dict[int, _VersionPerformance] = field(default_factory=dict)
 
     @property
@@ -93,8 +93,7 @@ class ModelFeedback:
             n = len(self.space.categories)
             codes = batch.label_codes.astype(np.int64)
             counts = np.bincount(np.where(codes < 0, n, codes), minlength=n + 1)
-            self.label_counts = (counts if not len(self.label_counts)
-                                 else self.label_counts + counts)
+            self.label_counts += counts
         labelled = batch.labelled
         self.unlabelled_rows += int(batch.rows - labelled.sum())
         if not labelled.any():
@@ -168,6 +167,7 @@ class FeedbackService:
                                                                  self.window_rows),
                                      self.window_rows, {})
             feedback.reference = {v: r.get(feedback.metric_name) for v, r in reference.items()}
+            feedback.label_counts = np.zeros(len(space.categories) + 1, dtype=np.int64)
             self._models[model] = feedback
             self._missing.pop(model, None)
 
@@ -247,10 +247,8 @@ class _FeedbackCollector(Collector):
                     live_family.add_metric(key, live)
                 window.add_metric(key, performance.window.rows)
             if feedback.space.classifier:
-                counts = (feedback.label_counts if len(feedback.label_counts)
-                          else np.zeros(len(feedback.space.categories) + 1, dtype=np.int64))
                 for category, count in zip([*map(str, feedback.space.categories), UNSEEN],
-                                           counts, strict=True):
+                                           feedback.label_counts, strict=True):
                     label_rows.add_metric([model, category], int(count))
             threshold = self.thresholds(model)
             report = feedback.labels_report(threshold)

@@ -79,8 +79,10 @@ def _is_number(value: Any) -> bool:
     return type(value) in _NUMBERS
 
 
-def _values(field: str, values: list[Any], space: LabelSpace) -> np.ndarray:
-    """One field's values as an array, or a 400 naming the first item of the wrong kind."""
+def _values(field: str, values: list[Any], space: LabelSpace,
+            items: np.ndarray | None = None) -> np.ndarray:
+    """One field's values as an array, or a 400 naming the first item of the wrong kind;
+    `items` gives each value's item index when the field is present on some items only."""
     types = set(map(type, values))
     if space.text:
         if types <= {str}:
@@ -101,7 +103,8 @@ def _values(field: str, values: list[Any], space: LabelSpace) -> np.ndarray:
             index = _offender(values, _is_number)
             wanted = ("a number, one of the classes "
                       f"{list(space.categories)[:20]}" if space.classifier else "a number")
-    raise BadRequest(f"feedback[{index}]: '{field}' must be {wanted}, got "
+    item = int(items[index]) if items is not None else index
+    raise BadRequest(f"feedback[{item}]: '{field}' must be {wanted}, got "
                      f"{orjson.dumps(values[index]).decode()[:60]}; nothing was counted")
 
 
@@ -159,9 +162,9 @@ def parse_feedback(body: bytes, space: LabelSpace, known_versions: frozenset[int
     versions = _versions([item.get("version") for item in items], has_version, known_versions)
     predictions = np.zeros(len(items), dtype=labels.dtype)  # meaningless where not labelled
     if has_version.any():
-        predicted = _values_at("prediction", [items[i]["prediction"]
-                                              for i in np.flatnonzero(has_version)],
-                               space, has_version)
+        labelled = np.flatnonzero(has_version)
+        predicted = _values("prediction", [items[i]["prediction"] for i in labelled], space,
+                            labelled)
         if space.text:
             predictions = np.full(len(items), "", dtype=predicted.dtype)
         predictions[has_version] = predicted
@@ -173,14 +176,3 @@ def parse_feedback(body: bytes, space: LabelSpace, known_versions: frozenset[int
     return FeedbackBatch(labels, codes, has_version, versions, predictions,
                          tuple(i for i in ids if i is not None))
 
-
-def _values_at(field: str, values: list[Any], space: LabelSpace,
-               where: np.ndarray) -> np.ndarray:
-    """`_values` for a field present on some items only, naming items by their batch index."""
-    try:
-        return _values(field, values, space)
-    except BadRequest as exc:
-        inner = int(exc.message.split("]", 1)[0].removeprefix("feedback["))
-        index = int(np.flatnonzero(where)[inner])
-        raise BadRequest(exc.message.replace(f"feedback[{inner}]", f"feedback[{index}]", 1)) \
-            from None
