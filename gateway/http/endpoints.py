@@ -220,8 +220,7 @@ class Endpoints:
                                       self.deployments.ready_versions(model))
             version, labels[2] = decision.version, decision.route
         labels[1] = str(version)
-        traced.child("route", routed_s, time.perf_counter(),
-                     {"model": model, "version": labels[1], "route": labels[2]})
+        traced.route_span(routed_s, time.perf_counter(), model, labels[1], labels[2])
         deployment = self.deployments.find(model, version)
         session, batcher = deployment.session, deployment.batcher
         assert session is not None and batcher is not None

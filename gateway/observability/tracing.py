@@ -123,6 +123,10 @@ class RequestTrace:
               attributes: dict[str, str | int]) -> None:
         """A finished child span, written after the fact."""
 
+    def route_span(self, start_s: float, end_s: float, model: str, version: str,
+                   route: str) -> None:
+        """The routing decision's child span (its attributes built only when tracing)."""
+
     def batch_spans(self, model: str, version: str) -> None:
         """`queue` and `inference` children from the batcher's timing, once it has run."""
 
@@ -150,6 +154,10 @@ class _SpanTrace(RequestTrace):
         span = self._tracer.start_span(name, context=self._context, attributes=attributes,
                                        start_time=self._clock.ns(start_s))
         span.end(end_time=self._clock.ns(end_s))
+
+    def route_span(self, start_s: float, end_s: float, model: str, version: str,
+                   route: str) -> None:
+        self.child("route", start_s, end_s, {"model": model, "version": version, "route": route})
 
     def batch_spans(self, model: str, version: str) -> None:
         t = self.timing

@@ -29,7 +29,7 @@ def test_off_makes_no_spans() -> None:
     traced = tracing.request({}, "x", 0.0)
     assert not tracing.enabled and traced is NO_TRACE
     assert traced.timing is None and traced.span_context is None and traced.trace_id is None
-    traced.child("route", 0.0, 1.0, {"model": "m"})  # does nothing, raises nothing
+    traced.route_span(0.0, 1.0, "m", "1", "split")  # does nothing, raises nothing
     traced.batch_spans("m", "1")
     traced.end(200, "m", "1", "split", 1.0)
     tracing.shutdown()
