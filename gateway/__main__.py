@@ -45,6 +45,8 @@ def check(args: argparse.Namespace) -> int:
     problems = gateway.deployments.problems()
     if not gateway.repository:
         problems.append(f"{settings.model_repository}: no models in the repository")
+    for note in gateway.skipped:  # named, not counted: a stray folder stops nothing serving
+        print(f"skipped: {note}")
     for problem in problems:
         print(problem)
     if problems:

@@ -51,15 +51,20 @@ class Gateway:
     repository: Repository
     policy: Policy
     deployments: Deployments
+    skipped: list[str]
+    """Folders of the repository that are neither a model nor a version, and why."""
 
 
 def build_gateway(settings: Settings, metrics: GatewayMetrics | None = None) -> Gateway:
     """Scan the repository and read the policy; models load at start-up (see `create_app`)."""
-    repository = scan_repository(settings.model_repository)
+    skipped: list[str] = []
+    repository = scan_repository(settings.model_repository, skipped)
+    for note in skipped:
+        logger.warning("model repository %s: %s", settings.model_repository, note)
     policy = parse_policy(read_policy_file(settings.routing), repository)
     deployments = Deployments(settings, repository,
                               metrics.batch_observer if metrics is not None else None)
-    return Gateway(settings, repository, policy, deployments)
+    return Gateway(settings, repository, policy, deployments, skipped)
 
 
 def _shadow_target(deployments: Deployments) -> ShadowTarget:

@@ -17,13 +17,21 @@ from dataclasses import dataclass
 import numpy as np
 import onnxruntime as ort
 
-from gateway.batching.batcher import Batcher, BatchingLimits, BatchObserver
+from gateway.batching.batcher import Batcher, BatchingLimits, BatchObserver, Tensors
 from gateway.batching.execution import choose_execution, time_call
-from gateway.errors import BadRequest, GatewayError, InferenceFailed, NotFound, Unavailable
+from gateway.errors import (
+    BadRequest,
+    GatewayError,
+    InferenceFailed,
+    NotFound,
+    Unavailable,
+    shown,
+)
+from gateway.protocol.sample import SampleError, read_sample
 from gateway.routing.policy import Policy
 from gateway.runtime.providers import choose_providers
-from gateway.runtime.repository import Repository, VersionEntry
-from gateway.runtime.session import LoadError, ModelSession, load_session, warmup_feeds
+from gateway.runtime.repository import Repository, VersionEntry, version_number
+from gateway.runtime.session import LoadError, ModelSession, load_session, warm_up
 from gateway.settings import Settings
 
 logger = logging.getLogger("gateway")
@@ -73,11 +81,12 @@ def needed_versions(policy: Policy, repository: Repository) -> dict[str, frozens
 
 
 def parse_version(text: str) -> int:
-    """A version from a URL: a positive integer written canonically."""
-    # isascii: str.isdigit() also holds for digits like '³' that int() refuses.
-    if not (text.isascii() and text.isdigit()) or text.startswith("0") or len(text) > 10:
-        raise NotFound(f"version '{text[:20]}' is not a version; versions are positive integers")
-    return int(text)
+    """A version from a URL: a positive integer written canonically, as version folders are."""
+    version = version_number(text)
+    if version is None:
+        raise NotFound(f"version {shown(text, 20)} is not a version; versions are positive "
+                       "integers written in ASCII digits")
+    return version
 
 
 def classify_inference_error(exc: Exception) -> GatewayError:
@@ -113,9 +122,11 @@ class Deployments:
                     continue
                 deployment = Deployment(repository[model][version])
                 try:
-                    deployment.session = load_session(deployment.entry, self._providers,
-                                                      threads.intra_op, threads.inter_op)
-                    deployment.batch_call_s = self._time_full_batch(deployment.session)
+                    session = load_session(deployment.entry, self._providers,
+                                           threads.intra_op, threads.inter_op)
+                    feeds = warm_up(session, self._sample(deployment.entry, session))
+                    deployment.batch_call_s = self._time_full_batch(session, feeds)
+                    deployment.session = session
                 except LoadError as exc:
                     deployment.error = str(exc)
                     logger.error("%s failed to load: %s", deployment.name, exc)
@@ -141,14 +152,29 @@ class Deployments:
             deployment.thread.shutdown(wait=False)
         logger.info("%s unloaded: the routing policy no longer names it", deployment.name)
 
-    def _time_full_batch(self, session: ModelSession) -> float:
-        """Median time of a full-batch call; infinite (so: a thread) when the call fails."""
+    def _sample(self, entry: VersionEntry, session: ModelSession) -> Tensors | None:
+        """The version's sample.json as arrays, None without one; LoadError when it is bad."""
+        if not entry.sample_file.is_file():
+            return None
+        limits = self.settings.limits
+        try:
+            return read_sample(entry.sample_file, session.inputs, session.outputs,
+                               limits.max_tensor_elements, limits.max_batch_rows)
+        except SampleError as exc:
+            raise LoadError(str(exc)) from None
+
+    def _time_full_batch(self, session: ModelSession, feeds: Tensors | None) -> float:
+        """Median time of a full-batch call on the warm-up's rows repeated; infinite (so: a
+        thread) when there are none that worked or the call fails."""
         rows = self.settings.batching.max_batch_size if session.batchable else 1
-        feeds = {name: np.repeat(array, rows, axis=0) if session.batchable else array
-                 for name, array in warmup_feeds(session.inputs).items()}
+        if feeds is None:
+            return float("inf")
+        if session.batchable:
+            feeds = {name: np.resize(array, (rows, *array.shape[1:]))
+                     for name, array in feeds.items()}
         try:
             return time_call(lambda: session.run(feeds))
-        except Exception as exc:  # e.g. a graph that rejects zeros; real requests may still work
+        except Exception as exc:  # e.g. a graph that takes one row only
             logger.warning("model '%s' version %d: timing a %d-row call failed (%s); its batches "
                            "will run on a thread", session.model, session.version, rows, exc)
             return float("inf")

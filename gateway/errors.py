@@ -6,6 +6,18 @@ Errors are raised where the problem is found and rendered once, at the HTTP edge
 
 from __future__ import annotations
 
+SHOWN_CHARS = 64
+"""Most characters of a caller's own value an error message repeats."""
+
+
+def shown(value: object, limit: int = SHOWN_CHARS) -> str:
+    """A caller's value for an error message, quoted and cut to `limit` characters: a name
+    sent by a caller can be megabytes long, and the message must not grow with it."""
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) > limit:
+        return repr(text[:limit]) + "…"
+    return repr(text)
+
 
 class GatewayError(Exception):
     """Base of every error that becomes an HTTP answer."""

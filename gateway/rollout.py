@@ -6,8 +6,11 @@ mix. A reload reads the file, parses it whole, loads and warms up the versions i
 then swaps the one reference; versions no longer named are taken out of lookups at once and
 unloaded when the last request holding them has its answer. An invalid policy (unreadable file,
 YAML error, bad key, unknown model or version, weights not summing to 100, a newly needed version
-that fails to load) is rejected whole: the old policy keeps serving, and the reason is logged,
-counted and shown by /admin/routing.
+that fails to load) is rejected whole: the old policy keeps serving, the reason is logged,
+counted and shown by /admin/routing, and nothing it loaded stays. A rejected file is tried again
+when the model repository changes (SPEC 4: a ConfigMap edit and the model sync that brings its
+version do not land together); the once-a-second poll of the watcher compares the repository's
+fingerprint while a file stands rejected.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from gateway.deployments import Deployments, needed_versions
 from gateway.errors import ConfigError
 from gateway.observability.metrics import GatewayMetrics
 from gateway.routing.policy import Policy, PolicyError, parse_policy, primary_version
-from gateway.runtime.repository import scan_repository
+from gateway.runtime.repository import Fingerprint, repository_fingerprint, scan_repository
 
 logger = logging.getLogger("gateway.routing")
 
@@ -64,6 +67,10 @@ class Rollout:
         self._on_applied = on_applied
         self._lock = asyncio.Lock()
         self._unloads: set[asyncio.Task[None]] = set()
+        self._attempt_fingerprint: Fingerprint = ()
+        """The repository as it was when the current attempt began."""
+        self._rejected_fingerprint: Fingerprint = ()
+        """The repository as it was when the last rejected file was tried."""
         self.last_reload = ReloadResult("success", "loaded at start-up", time.time(),
                                         policy.source_sha256)
         self.publish()
@@ -75,6 +82,22 @@ class Rollout:
         if model_policy is not None:
             return primary_version(model_policy)
         return max(self._deployments.repository[model])
+
+    def out_of_service(self) -> list[str]:
+        """One line per model that cannot answer unpinned requests: none of its versions with
+        traffic weight > 0 is ready (SPEC 3). A model the policy does not name is served at its
+        highest version. A failed weight-0, flag or shadow version takes nothing out of service:
+        on Kubernetes a canary failing at start-up would otherwise make every new pod unready."""
+        lines = []
+        for model, versions in self._deployments.repository.items():
+            model_policy = self.policy.models.get(model)
+            weighted = (frozenset(t.version for t in model_policy.traffic if t.weight > 0)
+                        if model_policy is not None else frozenset({max(versions)}))
+            if not weighted & self._deployments.ready_versions(model):
+                lines.append(f"model '{model}': no version with traffic is ready (version"
+                             f"{'s' if len(weighted) > 1 else ''} "
+                             f"{', '.join(map(str, sorted(weighted)))})")
+        return lines
 
     def publish(self) -> None:
         """Show the policy in force and the versions' readiness in metrics."""
@@ -100,9 +123,20 @@ class Rollout:
                                                 "force", time.time(), sha)
                 logger.info("routing file is back to the policy in force")
                 return self.last_reload
-            if not force and sha in (self.policy.source_sha256, self.last_reload.source_sha256):
-                # In force already, or rejected already: say it once, not on every poll.
-                return ReloadResult("unchanged", "", time.time(), sha)
+            fingerprint = None
+            if not force and sha == self.policy.source_sha256:
+                return ReloadResult("unchanged", "", time.time(), sha)  # in force already
+            if not force and sha == self.last_reload.source_sha256:
+                # Rejected already: say it once, not on every poll; but try it again when the
+                # repository changed, as the version it named may have arrived since.
+                fingerprint = await asyncio.to_thread(repository_fingerprint, self._root)
+                if fingerprint == self._rejected_fingerprint:
+                    return ReloadResult("unchanged", "", time.time(), sha)
+                logger.info("the model repository changed; trying the rejected routing file "
+                            "again")
+            if fingerprint is None:
+                fingerprint = await asyncio.to_thread(repository_fingerprint, self._root)
+            self._attempt_fingerprint = fingerprint
             try:
                 return await self._apply(text, sha)
             except ConfigError as exc:
@@ -112,13 +146,18 @@ class Rollout:
                 return self._reject(f"unexpected error: {exc!r}", sha)
 
     async def _apply(self, text: str, sha: str) -> ReloadResult:
-        repository = scan_repository(self._root)
+        skipped: list[str] = []
+        repository = scan_repository(self._root, skipped)
+        for note in skipped:
+            logger.warning("model repository %s: %s", self._root, note)
         policy = parse_policy(text, repository)
         needed = needed_versions(policy, repository)
         added = await asyncio.to_thread(self._deployments.load, needed, repository)
         failed = [d for d in added if d.session is None]
         if failed:
-            for deployment in failed:
+            # Rejected whole, so no trace: the versions that did load go too (they have no
+            # batcher yet, so nothing but this table holds them).
+            for deployment in added:
                 self._deployments.remove(deployment.entry.model, deployment.entry.version)
             raise PolicyError("; ".join(f"{d.name} cannot be loaded: {d.error}" for d in failed))
         self._deployments.repository = repository
@@ -140,6 +179,7 @@ class Rollout:
         return self.last_reload
 
     def _reject(self, reason: str, sha: str) -> ReloadResult:
+        self._rejected_fingerprint = self._attempt_fingerprint
         self._metrics.count_reload(success=False)
         self.last_reload = ReloadResult("error", reason, time.time(), sha)
         logger.error("routing policy rejected, the previous one keeps serving: %s", reason)

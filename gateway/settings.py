@@ -183,13 +183,24 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("drift.window_rows: must be at least 1")
 
 
+def absolute(path: Path) -> Path:
+    """`path` made absolute and `..` folded by name, never through symlinks.
+
+    A Kubernetes ConfigMap mounts `routing.yaml -> ..data/routing.yaml` and `..data ->
+    ..<timestamp>`; at each update the kubelet makes a new timestamped folder, renames `..data`
+    onto it and deletes the old one. Resolving the links at start-up would pin the gateway to a
+    folder about to vanish, so paths are kept as given (SPEC 4), as kubectl and most tools do.
+    """
+    return Path(os.path.abspath(path))
+
+
 def parse_settings(raw: Any, base_dir: Path, source: Path | None = None) -> Settings:
     """Settings from the parsed YAML mapping `raw`; relative paths are taken from `base_dir`."""
     settings = _build(Settings, raw, "")
     settings = Settings(**{
         **{f.name: getattr(settings, f.name) for f in fields(Settings)},
-        "model_repository": (base_dir / settings.model_repository).resolve(),
-        "routing": (base_dir / settings.routing).resolve(),
+        "model_repository": absolute(base_dir / settings.model_repository),
+        "routing": absolute(base_dir / settings.routing),
         "source": source,
     })
     _validate(settings)
@@ -210,6 +221,6 @@ def load_settings(path: Path | None = None) -> Settings:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     try:
-        return parse_settings(raw, path.resolve().parent, source=path)
+        return parse_settings(raw, absolute(path).parent, source=path)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from exc

@@ -37,6 +37,8 @@ from sklearn.preprocessing import StandardScaler
 MODEL_NAME = "breast-cancer"
 SPLIT_SEED = 0
 TEST_FRACTION = 0.2
+SAMPLE_ROWS = 2
+"""Held-out rows in each version's sample.json (its warm-up request)."""
 BINS = 10
 # Pinned opsets: the exported graph must not change when a newer converter raises its default.
 TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
@@ -174,6 +176,14 @@ def build_version(spec: VersionSpec, out_dir: Path, script_hash: str) -> None:
         "labels": categorical_profile("label", y_train, classes),
     }
     (version_dir / "reference.json").write_text(json.dumps(reference, indent=1) + "\n")
+
+    # SPEC 1: the gateway warms the version up with this request before it takes traffic (a
+    # failure there fails the version); two held-out rows, as a V2 request body.
+    rows = x_test[:SAMPLE_ROWS]
+    sample = {"id": f"{MODEL_NAME}-{spec.version}-sample",
+              "inputs": [{"name": "input", "shape": list(rows.shape), "datatype": "FP32",
+                          "data": [[float(v) for v in row] for row in rows]}]}
+    (version_dir / "sample.json").write_text(json.dumps(sample, indent=1) + "\n")
     print(f"{MODEL_NAME}/{spec.version}: {spec.description}, held-out accuracy "
           f"{manifest['metrics']['accuracy']:.4f}, sha256 {manifest['sha256'][:12]}")
 

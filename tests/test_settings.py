@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ def test_defaults_fill_missing_keys(tmp_path: Path) -> None:
                                      "drift: {models: {m: {psi_threshold: 0.3}}}\n")
     settings = load_settings(tmp_path / "g.yaml")
     assert settings.server.port == Settings().server.port == 8000
-    assert settings.model_repository == (tmp_path / "models").resolve()
+    assert settings.model_repository == tmp_path / "models"
     assert settings.drift.models["m"].psi_threshold == 0.3
 
 
@@ -58,3 +59,19 @@ def test_invalid_settings_name_the_key(tmp_path: Path, text: str, fragment: str)
 def test_missing_file_says_how_to_point_at_one(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="GATEWAY_CONFIG"):
         load_settings(tmp_path / "missing.yaml")
+
+
+def test_paths_on_a_configmap_are_kept_as_given_never_resolved(tmp_path: Path) -> None:
+    """`..data` and the timestamped folder behind it are swapped and deleted by the kubelet:
+    the gateway must hold the mount's own names (SPEC 4), and `..` folds by name."""
+    mount = tmp_path / "config"
+    stamp = mount / "..2026_12_03_10_00_00.1"
+    stamp.mkdir(parents=True)
+    (stamp / "gateway.yaml").write_text("model_repository: ../models\nrouting: routing.yaml\n")
+    (mount / "..data").symlink_to(stamp.name)
+    (mount / "gateway.yaml").symlink_to("..data/gateway.yaml")
+    settings = load_settings(mount / "gateway.yaml")
+    assert settings.routing == mount / "routing.yaml"
+    assert settings.model_repository == tmp_path / "models"
+    relative = load_settings(Path(os.path.relpath(mount / "gateway.yaml")))
+    assert relative.routing == settings.routing

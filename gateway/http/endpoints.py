@@ -137,10 +137,13 @@ class Endpoints:
         return json_response({"live": True})
 
     async def ready(self, request: Request) -> Response:
+        """503 while a routed model has no ready version with traffic (SPEC 3); other versions
+        that are not serving are named in the body either way."""
         problems = self.deployments.problems()
-        if problems:
-            raise Unavailable("not ready: " + "; ".join(problems), retry_after_s=5)
-        return json_response({"ready": True})
+        out = self.rollout.out_of_service()
+        if out:
+            raise Unavailable("not ready: " + "; ".join(out + problems), retry_after_s=5)
+        return json_response({"ready": True, "not_serving": problems})
 
     async def server_metadata(self, request: Request) -> Response:
         return json_response({"name": SERVER_NAME, "version": __version__,

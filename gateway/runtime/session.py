@@ -1,5 +1,5 @@
 """Load one model version into an onnxruntime session: verify its checksum, read its signature
-from the ONNX graph, and warm it up.
+from the ONNX graph; and warm it up before it takes traffic (SPEC 1).
 """
 
 from __future__ import annotations
@@ -61,6 +61,33 @@ def warmup_feeds(inputs: tuple[TensorSpec, ...]) -> dict[str, np.ndarray]:
     return feeds
 
 
+def warm_up(session: ModelSession,
+            sample: dict[str, np.ndarray] | None) -> dict[str, np.ndarray] | None:
+    """Answer one request before taking traffic; the feeds that worked, for timing, or None.
+
+    With the version's own sample (`sample.json`), a failure fails the version: the sample is
+    what its publisher says it answers. Without one, a request is made from the signature, and
+    its failure is only a warning: zeros or empty strings are not valid input for every model
+    (a graph that parses numbers out of strings rejects ""), and real requests may still work.
+    """
+    if sample is not None:
+        try:
+            session.run(sample)
+        except Exception as exc:
+            raise LoadError(f"warm-up with sample.json failed: {exc}") from exc
+        return sample
+    feeds = warmup_feeds(session.inputs)
+    try:
+        session.run(feeds)
+    except Exception as exc:
+        logger.warning("model '%s' version %d: warm-up with a request made from its signature "
+                       "failed (%s); it serves anyway. Ship a sample.json beside model.onnx "
+                       "to warm it up with real input", session.model, session.version,
+                       str(exc).splitlines()[0][:300])
+        return None
+    return feeds
+
+
 def load_session(entry: VersionEntry, providers: list[str], intra_op_threads: int,
                  inter_op_threads: int) -> ModelSession:
     """Verify and load `entry`; raises LoadError with the reason when it cannot be served."""
@@ -92,10 +119,6 @@ def load_session(entry: VersionEntry, providers: list[str], intra_op_threads: in
         # onnxruntime falls back silently when, e.g., the CUDA libraries cannot be loaded.
         logger.warning("%s version %d asked for %s but runs on %s", entry.model, entry.version,
                        providers[0], loaded.provider)
-    try:
-        loaded.run(warmup_feeds(inputs))
-    except Exception as exc:
-        raise LoadError(f"warm-up inference failed: {exc}") from exc
     logger.info("loaded %s version %d on %s (sha256 %s…)", entry.model, entry.version,
                 loaded.provider, actual[:12])
     return loaded

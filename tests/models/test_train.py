@@ -23,7 +23,7 @@ def test_rebuild_reproduces_every_committed_file(tmp_path: Path, hash_seed: str)
                    env={**os.environ, "PYTHONHASHSEED": hash_seed})
     for version_dir in sorted((MODELS / MODEL).iterdir()):
         rebuilt = tmp_path / MODEL / version_dir.name
-        for name in ("model.onnx", "manifest.yaml", "reference.json"):
+        for name in ("model.onnx", "manifest.yaml", "reference.json", "sample.json"):
             assert (rebuilt / name).read_bytes() == (version_dir / name).read_bytes(), \
                 f"{version_dir.name}/{name} differs after a rebuild"
 

@@ -16,14 +16,26 @@ def test_shipped_repository_is_scanned_with_manifests() -> None:
     assert len(entry.manifest["features"]) == 30
 
 
-def test_folders_that_are_not_models_or_versions_are_skipped(tmp_path: Path) -> None:
-    for folder in ("good/1", "good/01", "good/latest", "good/0", ".hidden/1", "bad name/1"):
+def test_folders_that_are_not_models_or_versions_are_named_not_served(tmp_path: Path) -> None:
+    for folder in ("good/1", "good/01", "good/latest", "good/0", "good/²", "good/٣", ".hidden/1",
+                   "breast cancer copy/1", "ünïcødé (v2)/3", "100%/1", "tab\there/1",
+                   "x" * 129 + "/1"):
         (tmp_path / folder).mkdir(parents=True)
         (tmp_path / folder / "model.onnx").write_bytes(b"x")
     (tmp_path / "empty").mkdir()
-    repository = scan_repository(tmp_path)
-    assert list(repository) == ["good"]
+    (tmp_path / "train.py").write_text("# files beside the models are no models\n")
+    skipped: list[str] = []
+    repository = scan_repository(tmp_path, skipped)
+    # SPEC 1: names are served as given, spaces and all; versions are ASCII digits only.
+    assert list(repository) == ["breast cancer copy", "good", "ünïcødé (v2)"]
     assert list(repository["good"]) == [1]
+    assert list(repository["ünïcødé (v2)"]) == [3]
+    text = "\n".join(skipped)
+    for named in ("'good'/'01'", "'good'/'latest'", "'good'/'0'", "'good'/'²'", "'good'/'٣'",
+                  "'.hidden'", "'100%'", "'tab\\there'", "'empty'", "x" * 129):
+        assert named in text, named
+    assert "train.py" not in text
+    assert len(skipped) == 10
 
 
 def test_manifest_problems_are_recorded_not_raised(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from gateway.runtime.repository import scan_repository
-from gateway.runtime.session import LoadError, ModelSession, load_session
+from gateway.runtime.session import LoadError, ModelSession, load_session, warm_up
 from tests.conftest import MODEL, MODELS, sample_rows, write_echo_model
 
 
@@ -57,5 +57,22 @@ def test_manifest_problem_is_the_load_error(model_repo: Path) -> None:
 def test_every_datatype_loads_and_warms_up(tmp_path: Path) -> None:
     write_echo_model(tmp_path)
     session = load(tmp_path, "echo")
+    assert warm_up(session, None) is not None
     assert len(session.inputs) == 13
     assert all(s.shape == (-1, 2) for s in session.outputs)
+
+
+def test_warm_up_with_a_sample_fails_the_version_and_without_one_only_warns(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from tests.conftest import add_model
+    from tests.integration.test_repository import simple_string_model
+
+    add_model(tmp_path, "strings", 1, simple_string_model())
+    session = load(tmp_path, "strings")
+    assert warm_up(session, None) is None  # "" is no number: a warning, not a failure
+    assert "warm-up with a request made from its signature failed" in caplog.text
+    numbers = np.array([[str(i) for i in range(16)]], dtype=object)
+    sample = {"INPUT0": numbers, "INPUT1": numbers}
+    assert warm_up(session, sample) is sample
+    with pytest.raises(LoadError, match="warm-up with sample.json failed"):
+        warm_up(session, {"INPUT0": numbers, "INPUT1": np.array([["x"] * 16], dtype=object)})
