@@ -21,6 +21,7 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from gateway.app import create_app
+    from gateway.http.server import bounded_protocol
 
     settings = _settings(args)
     host = args.host or settings.server.host
@@ -28,7 +29,7 @@ def serve(args: argparse.Namespace) -> int:
     app = create_app(settings)
     logger.info("serving %s on http://%s:%d (execution_provider: %s)",
                 settings.model_repository, host, port, settings.execution_provider)
-    uvicorn.run(app, host=host, port=port, loop="uvloop", http="httptools",
+    uvicorn.run(app, host=host, port=port, loop="uvloop", http=bounded_protocol(settings.limits),
                 log_level="info", access_log=False,  # ours: gateway.http.middleware
                 timeout_graceful_shutdown=int(settings.server.shutdown_grace_s) or None)
     return 0

@@ -106,6 +106,7 @@ class Deployments:
         self.repository = repository
         self._table: dict[str, dict[int, Deployment]] = {}
         self._ready: dict[str, frozenset[int]] = {}
+        self._input_names: dict[str, frozenset[str]] = {}
         self._providers = choose_providers(settings.execution_provider,
                                            ort.get_available_providers())
 
@@ -223,24 +224,37 @@ class Deployments:
     def ready_versions(self, model: str) -> frozenset[int]:
         return self._ready.get(model, frozenset())
 
+    def input_names(self, model: str) -> frozenset[str] | None:
+        """Every input name of the model's loaded versions; None when none is loaded."""
+        return self._input_names.get(model)
+
     def _refresh_ready(self) -> None:
+        table = self._table
         self._ready = {model: frozenset(v for v, d in versions.items() if d.ready)
-                       for model, versions in self._table.items()}
+                       for model, versions in table.items()}
+        self._input_names = {
+            model: frozenset(spec.name for d in versions.values() if d.session is not None
+                             for spec in d.session.inputs)
+            for model, versions in table.items()
+            if any(d.session is not None for d in versions.values())}
 
     def versions_of(self, model: str) -> dict[int, Deployment]:
         return self._table.get(model, {})
 
-    def check_model(self, model: str) -> None:
-        if model not in self.repository:
-            raise NotFound(f"unknown model '{model[:100]}'; this gateway serves "
+    def check_model(self, model: str) -> dict[int, VersionEntry]:
+        """The model's versions in the repository; NotFound when it has none (any more)."""
+        versions = self.repository.get(model)
+        if versions is None:
+            raise NotFound(f"unknown model {shown(model, 100)}; this gateway serves "
                            f"{', '.join(repr(m) for m in self.repository) or 'no models'}")
+        return versions
 
     def find(self, model: str, version: int) -> Deployment:
         """The deployment a request names; NotFound or Unavailable with the reason otherwise."""
-        self.check_model(model)
-        if version not in self.repository[model]:
+        versions = self.check_model(model)
+        if version not in versions:
             raise NotFound(f"model '{model}' has no version {version}; it has "
-                           f"{', '.join(str(v) for v in self.repository[model])}")
+                           f"{', '.join(str(v) for v in versions)}")
         deployment = self._table.get(model, {}).get(version)
         if deployment is None:
             raise NotFound(f"model '{model}' version {version} is in the repository but not "

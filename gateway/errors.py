@@ -76,5 +76,20 @@ class InferenceFailed(GatewayError):
     status = 500
 
 
+class ClientClosed(GatewayError):
+    """The client hung up before its request was read whole: not an error of the gateway.
+
+    Counted under code 499 (nginx's "client closed request"), never 500; nobody reads the
+    answer."""
+
+    status = 499
+
+
+class RequestTimeout(GatewayError):
+    """The request's body did not arrive within `limits.body_timeout_s`."""
+
+    status = 408
+
+
 class ConfigError(Exception):
     """A config file or a model repository entry is invalid; the message says where and why."""

@@ -93,6 +93,13 @@ class LimitSettings:
     """Largest first dimension of one request's inputs."""
     max_feedback_items: int = 10_000
     """Most labels in one feedback request (SPEC section 8); more answer 400."""
+    max_header_bytes: int = 64 * 1024
+    """Largest request line and headers, in bytes; larger ones get 431 and the connection is
+    closed (uvicorn with httptools sets no bound of its own)."""
+    read_timeout_s: float = 60.0
+    """Longest a request may take to arrive whole once it has begun arriving, in seconds
+    (headers and body: 8 MiB at 2 Mbit/s takes 34 s); past it the answer is 408 and the
+    connection is closed, so a stalled upload cannot hold its memory for long."""
 
 
 @dataclass(frozen=True)
@@ -181,6 +188,8 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(f"server.port: {settings.server.port} is not a TCP port")
     if settings.drift.window_rows < 1:
         raise ConfigError("drift.window_rows: must be at least 1")
+    if settings.limits.read_timeout_s <= 0:
+        raise ConfigError("limits.read_timeout_s: must be more than 0 seconds")
 
 
 def absolute(path: Path) -> Path:

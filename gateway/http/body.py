@@ -1,10 +1,14 @@
-"""Read a request body under a size limit; refuse early when Content-Length says too much."""
+"""Read a request body under a size limit; refuse early when Content-Length says too much.
+
+A client that hangs up mid-body is no error of the gateway: ClientClosed (code 499), logged at
+DEBUG. A body the protocol timed out (gateway.http.server) is RequestTimeout (408)."""
 
 from __future__ import annotations
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
-from gateway.errors import BadRequest, PayloadTooLarge
+from gateway.errors import BadRequest, ClientClosed, PayloadTooLarge, RequestTimeout
+from gateway.http.server import READ_TIMED_OUT
 
 
 def _too_large(size: int | str, limit: int) -> PayloadTooLarge:
@@ -25,9 +29,16 @@ async def read_body(request: Request, limit: int) -> bytes:
                          "uncompressed")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(f"more than {limit}", limit)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(f"more than {limit}", limit)
+            chunks.append(chunk)
+    except ClientDisconnect:
+        if request.scope["state"].get(READ_TIMED_OUT):
+            raise RequestTimeout("the request body did not arrive in time "
+                                 "(limits.read_timeout_s)") from None
+        raise ClientClosed(f"the client closed the connection after {size} bytes of the "
+                           "request body") from None
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)

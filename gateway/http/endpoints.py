@@ -209,20 +209,24 @@ class Endpoints:
                      labels: list[str], traced: RequestTrace) -> Response:
         body = await read_body(request, self.limits.max_body_bytes)
         infer_request = decode_request(body, request.headers.get(HEADER_LENGTH),
-                                       self.limits.max_tensor_elements)
+                                       self.limits.max_tensor_elements,
+                                       self.deployments.input_names(model))
         # From here to `inflight += 1` nothing awaits: the policy read, the decision and the
         # lookup see one policy, and a version being unloaded is either found and held or gone.
+        # The model is looked up again: a reload may have removed it while the body arrived.
+        versions = self.deployments.check_model(model)
         model_policy = self.rollout.policy.models.get(model)
         routed_s = time.perf_counter()
         if pinned is not None:
             version = parse_version(pinned)
         elif model_policy is None:
-            version = max(self.deployments.repository[model])
+            version = max(versions)
         else:
             decision = choose_version(model_policy, request.headers, infer_request.parameters,
                                       self.deployments.ready_versions(model))
             version, labels[2] = decision.version, decision.route
-        labels[1] = str(version)
+        if version in versions:  # a caller's version that is not there gets no series (SPEC 6)
+            labels[1] = str(version)
         traced.route_span(routed_s, time.perf_counter(), model, labels[1], labels[2])
         deployment = self.deployments.find(model, version)
         session, batcher = deployment.session, deployment.batcher

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.errors import GatewayError
+from gateway.errors import ClientClosed, GatewayError
 
 logger = logging.getLogger("gateway.http")
 
@@ -28,7 +28,9 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
 
 async def on_gateway_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GatewayError)
-    if exc.status >= 500:
+    if exc.status == ClientClosed.status:
+        logger.debug("%s %s: %s", request.method, request.url.path, exc.message)
+    elif exc.status >= 500:
         logger.warning("%s %s: %s", request.method, request.url.path, exc.message)
     return error_response(exc.status, exc.message, exc.headers())
 
@@ -47,8 +49,13 @@ async def on_http_exception(request: Request, exc: Exception) -> Response:
 
 
 async def on_unexpected_error(request: Request, exc: Exception) -> Response:
-    logger.exception("unexpected error on %s %s", request.method, request.url.path)
-    return error_response(500, "internal error in the gateway; see its log")
+    """The last resort. Starlette runs it outside every middleware, so the request id the
+    middleware gave the request is added here: a 500 is the answer most in need of one."""
+    request_id = request.scope.get("state", {}).get("request_id")
+    logger.exception("unexpected error on %s %s (request id %s)", request.method,
+                     request.url.path, request_id)
+    return error_response(500, "internal error in the gateway; see its log",
+                          {"x-request-id": request_id} if request_id else None)
 
 
 def openapi_route(document: dict[str, Any]) -> Route:

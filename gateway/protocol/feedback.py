@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from gateway.errors import BadRequest
+from gateway.errors import BadRequest, shown
 
 _KEYS = frozenset({"label", "version", "prediction", "id"})
 _NUMBERS = frozenset({int, float})
@@ -146,7 +146,8 @@ def parse_feedback(body: bytes, space: LabelSpace, known_versions: frozenset[int
                           and "label" in i)
         item = items[index]
         why = ("must be an object" if type(item) is not dict else
-               f"has unknown keys {sorted(item.keys() - _KEYS)[:5]}" if item.keys() - _KEYS
+               f"has unknown keys {', '.join(shown(k) for k in sorted(item.keys() - _KEYS)[:5])}"
+               if item.keys() - _KEYS
                else "needs a 'label'")
         raise BadRequest(f"feedback[{index}] {why} (keys: label, version, prediction, id); "
                          "nothing was counted")
@@ -165,6 +166,17 @@ def parse_feedback(body: bytes, space: LabelSpace, known_versions: frozenset[int
         labelled = np.flatnonzero(has_version)
         predicted = _values("prediction", [items[i]["prediction"] for i in labelled], space,
                             labelled)
+        if space.classifier:
+            # A label outside the classes is news (counted as unseen); a prediction outside
+            # them is not what any version answered, and 0.5 == 0.5 must not count as correct.
+            outside = np.flatnonzero(space.encode(predicted) < 0)
+            if len(outside):
+                index = int(labelled[outside[0]])
+                raise BadRequest(
+                    f"feedback[{index}]: 'prediction' must be one of the classes "
+                    f"{list(space.categories)[:20]}, as the infer response gave it, got "
+                    f"{shown(orjson.dumps(items[index]['prediction']).decode(), 60)}; nothing "
+                    "was counted")
         if space.text:
             predictions = np.full(len(items), "", dtype=predicted.dtype)
         predictions[has_version] = predicted

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Collection
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import numpy as np
 import orjson
 
-from gateway.errors import BadRequest
+from gateway.errors import BadRequest, shown
 from gateway.tensors import DATATYPES, Datatype
 
 MAX_RANK = 32
@@ -66,8 +68,13 @@ def split_body(body: bytes, header_length: str | None) -> tuple[bytes, memoryvie
     return bytes(view[:length]), view[length:]
 
 
-def decode_request(body: bytes, header_length: str | None, max_elements: int) -> InferRequest:
-    """Parse and decode a whole inference request; raises BadRequest on any malformation."""
+def decode_request(body: bytes, header_length: str | None, max_elements: int,
+                   known_inputs: Collection[str] | None = None) -> InferRequest:
+    """Parse and decode a whole inference request; raises BadRequest on any malformation.
+
+    `known_inputs`, when given, are the only input names the model has (in any version): a
+    request naming another is refused at that input, before the rest is decoded (a body of
+    140,000 tiny inputs must not hold the event loop for half a second first)."""
     header, binary = split_body(body, header_length)
     try:
         doc = orjson.loads(header)
@@ -92,20 +99,24 @@ def decode_request(body: bytes, header_length: str | None, max_elements: int) ->
     for position, raw in enumerate(raw_inputs):
         name, datatype, shape, params = _tensor_header(raw, position)
         if name in inputs:
-            raise BadRequest(f"input '{name}' appears more than once")
+            raise BadRequest(f"input {shown(name)} appears more than once")
+        if known_inputs is not None and name not in known_inputs:
+            raise BadRequest(f"unknown input {shown(name)}; the model takes "
+                             f"{', '.join(repr(n) for n in sorted(known_inputs))}")
         count = _element_count(name, shape, max_elements)
         size = params.get("binary_data_size")
         if size is not None:
             if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-                raise BadRequest(f"input '{name}': binary_data_size must be a non-negative integer")
+                raise BadRequest(f"input {shown(name)}: binary_data_size must be a non-negative "
+                                 "integer")
             if offset + size > len(binary):
-                raise BadRequest(f"input '{name}' declares binary_data_size {size} but only "
+                raise BadRequest(f"input {shown(name)} declares binary_data_size {size} but only "
                                  f"{len(binary) - offset} binary bytes remain in the body")
             array = _from_binary(name, datatype, binary[offset:offset + size], count)
             offset += size
         else:
             if "data" not in raw:
-                raise BadRequest(f"input '{name}' has neither 'data' nor a binary_data_size "
+                raise BadRequest(f"input {shown(name)} has neither 'data' nor a binary_data_size "
                                  "parameter")
             array = _from_json(name, datatype, raw["data"], count)
         inputs[name] = array.reshape(shape)
@@ -137,17 +148,17 @@ def _tensor_header(raw: Any, position: int) -> tuple[str, Datatype, list[int], d
     shape = raw.get("shape")
     if (not isinstance(shape, list)
             or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
-        raise BadRequest(f"input '{name}': 'shape' must be a list of non-negative integers, "
+        raise BadRequest(f"input {shown(name)}: 'shape' must be a list of non-negative integers, "
                          f"got {str(shape)[:80]}")
     if len(shape) > MAX_RANK:
-        raise BadRequest(f"input '{name}': shape has {len(shape)} dimensions; at most "
+        raise BadRequest(f"input {shown(name)}: shape has {len(shape)} dimensions; at most "
                          f"{MAX_RANK} are accepted")
     datatype_name = raw.get("datatype")
     datatype = DATATYPES.get(datatype_name) if isinstance(datatype_name, str) else None
     if datatype is None:
-        raise BadRequest(f"input '{name}': datatype {str(datatype_name)[:40]!r} is not one of "
+        raise BadRequest(f"input {shown(name)}: datatype {str(datatype_name)[:40]!r} is not one of "
                          f"{', '.join(DATATYPES)}")
-    return name, datatype, shape, _mapping(raw.get("parameters"), f"input '{name}' parameters")
+    return name, datatype, shape, _mapping(raw.get("parameters"), f"input {shown(name)} parameters")
 
 
 def _element_count(name: str, shape: list[int], max_elements: int) -> int:
@@ -156,7 +167,7 @@ def _element_count(name: str, shape: list[int], max_elements: int) -> int:
     count = math.prod(shape)
     extent = math.prod(d for d in shape if d)
     if count > max_elements or extent > max_elements:
-        raise BadRequest(f"input '{name}' has shape {str(shape)[:200]} ({count} elements, "
+        raise BadRequest(f"input {shown(name)} has shape {str(shape)[:200]} ({count} elements, "
                          f"{extent} without its zero dimensions); the limit is "
                          f"{max_elements} elements per tensor")
     return count
@@ -167,7 +178,7 @@ def _from_binary(name: str, datatype: Datatype, data: memoryview, count: int) ->
         return _bytes_from_binary(name, data, count)
     expected = count * datatype.dtype.itemsize
     if len(data) != expected:
-        raise BadRequest(f"input '{name}': {count} {datatype.name} elements need {expected} "
+        raise BadRequest(f"input {shown(name)}: {count} {datatype.name} elements need {expected} "
                          f"bytes, binary_data_size is {len(data)}")
     return np.frombuffer(data, dtype=datatype.dtype)
 
@@ -182,80 +193,112 @@ def _bytes_from_binary(name: str, data: memoryview, count: int) -> np.ndarray:
     position = 0
     while position < len(data):
         if position + 4 > len(data):
-            raise BadRequest(f"input '{name}': BYTES element {len(items)} has a truncated length")
+            raise BadRequest(f"input {shown(name)}: BYTES element {len(items)} has a truncated "
+                             "length")
         (length,) = struct.unpack_from("<I", data, position)
         position += 4
         if position + length > len(data):
-            raise BadRequest(f"input '{name}': BYTES element {len(items)} claims {length} bytes, "
-                             f"{len(data) - position} remain")
+            raise BadRequest(f"input {shown(name)}: BYTES element {len(items)} claims {length} "
+                             f"bytes, {len(data) - position} remain")
         try:
             items.append(str(data[position:position + length], "utf-8"))
         except UnicodeDecodeError:
-            raise BadRequest(f"input '{name}': BYTES element {len(items)} is not UTF-8 text, "
+            raise BadRequest(f"input {shown(name)}: BYTES element {len(items)} is not UTF-8 text, "
                              "which onnxruntime string tensors need") from None
         position += length
         if len(items) > count:
             break
     if len(items) != count:
-        raise BadRequest(f"input '{name}': shape needs {count} BYTES elements, the binary data "
-                         f"holds {len(items) if len(items) <= count else 'more'}")
+        raise BadRequest(f"input {shown(name)}: shape needs {count} BYTES elements, the binary "
+                         f"data holds {len(items) if len(items) <= count else 'more'}")
     array = np.empty(count, dtype=object)
     array[:] = items
     return array
 
 
+_LEAF_TYPES = {"BOOL": frozenset({bool}), "BYTES": frozenset({str})}
+"""Python types JSON data may hold, per datatype; integer types take int, float types int and
+float (orjson makes exactly these types, so a set of types is a complete check)."""
+_INT_TYPES = frozenset({int})
+_NUMBER_TYPES = frozenset({int, float})
+
+
+def _leaf_types(name: str, data: list[Any]) -> set[type]:
+    """The Python types of the leaves of `data`, nested or flat, without building anything.
+
+    This runs before NumPy sees the data: `np.array` on a list holding one long string among
+    short ones makes a fixed-width string array of count x longest (a 45 KB body asked for
+    370 MB), so the types decide first, at C speed (`map(type, ...)` over a lazy chain)."""
+    depth, first = 1, data[0] if data else None
+    while isinstance(first, list):
+        depth, first = depth + 1, first[0] if first else None
+    leaves: Any = data
+    for _ in range(depth - 1):
+        leaves = chain.from_iterable(leaves)
+    try:
+        return set(map(type, leaves))
+    except TypeError:  # a number where a nested list belongs
+        raise _ragged(name) from None
+
+
+def _ragged(name: str) -> BadRequest:
+    return BadRequest(f"input {shown(name)}: 'data' is ragged; give a flat list or nested lists "
+                      "of equal length")
+
+
 def _from_json(name: str, datatype: Datatype, data: Any, count: int) -> np.ndarray:
     if not isinstance(data, list):
         data = [data]
+    types = _leaf_types(name, data)
+    allowed = _LEAF_TYPES.get(datatype.name) or (
+        _INT_TYPES if datatype.dtype.kind in _INT_KINDS else _NUMBER_TYPES)
+    if not types <= allowed:
+        wanted = {"BOOL": "true or false", "BYTES": "strings"}.get(
+            datatype.name, "integers" if allowed is _INT_TYPES else "numbers")
+        raise BadRequest(f"input {shown(name)}: {datatype.name} data must be {wanted}")
     try:
-        array = np.array(data)
+        # BYTES as objects: a str array would be count x the longest string wide.
+        array = np.array(data, dtype=object if datatype.is_bytes else None)
     except (ValueError, TypeError, RecursionError):
-        raise BadRequest(f"input '{name}': 'data' is ragged; give a flat list or nested lists "
-                         "of equal length") from None
-    if array.size != count:
-        raise BadRequest(f"input '{name}': 'data' has {array.size} elements but the shape needs "
-                         f"{count}")
+        raise _ragged(name) from None
+    if array.size != count or (datatype.is_bytes and array.dtype != object):
+        raise BadRequest(f"input {shown(name)}: 'data' has {array.size} elements but the shape "
+                         f"needs {count}")
     array = array.reshape(-1)
     if datatype.is_bytes:
-        if count and array.dtype.kind != "U":
-            raise BadRequest(f"input '{name}': BYTES data must be strings")
-        return array.astype(object)
+        if not all(isinstance(item, str) for item in array):  # a list nested among strings
+            raise _ragged(name)
+        return array
     kind = array.dtype.kind
     if count == 0:
         return np.empty(0, dtype=datatype.dtype)
-    if datatype.name == "BOOL":
-        if kind != "b":
-            raise BadRequest(f"input '{name}': BOOL data must be true or false")
-    elif datatype.dtype.kind in _INT_KINDS:
-        if kind in "fO":  # NumPy widens ints past int64 to float or object: check the source
+    if datatype.dtype.kind in _INT_KINDS:
+        if kind in "fO":  # NumPy widens ints past int64 to float or object: check by value
             return _wide_integers(name, datatype, np.array(data, dtype=object).reshape(-1))
-        if kind not in _INT_KINDS:
-            raise BadRequest(f"input '{name}': {datatype.name} data must be integers")
         info = np.iinfo(datatype.dtype)
         if array.min() < info.min or array.max() > info.max:
-            raise BadRequest(f"input '{name}': a value is outside the {datatype.name} range "
-                             f"[{info.min}, {info.max}]")
-    elif kind not in _FLOAT_KINDS:
-        raise BadRequest(f"input '{name}': {datatype.name} data must be numbers")
-    elif datatype.dtype.itemsize < array.dtype.itemsize or kind in _INT_KINDS:
+            raise BadRequest(f"input {shown(name)}: a value is outside the {datatype.name} "
+                             f"range [{info.min}, {info.max}]")
+    elif kind == "O":  # an int past what float64 holds, among floats
+        raise BadRequest(f"input {shown(name)}: a value is outside the {datatype.name} range")
+    elif datatype.name != "BOOL" and (datatype.dtype.itemsize < array.dtype.itemsize
+                                      or kind in _INT_KINDS):
         # JSON numbers arrive as float64 or int64: a value past FP16's or FP32's range would
         # silently become infinity.
         limit = np.finfo(datatype.dtype).max
         if array.size and (array.max() > limit or array.min() < -limit):
-            raise BadRequest(f"input '{name}': a value is outside the {datatype.name} range "
-                             f"(largest magnitude {float(limit):.6g})")
+            raise BadRequest(f"input {shown(name)}: a value is outside the {datatype.name} "
+                             f"range (largest magnitude {float(limit):.6g})")
     return array.astype(datatype.dtype, copy=False)
 
 
 def _wide_integers(name: str, datatype: Datatype, array: np.ndarray) -> np.ndarray:
-    """The rare slow path: a value past int64 (UINT64's upper half), or not an integer at all."""
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in array):
-        raise BadRequest(f"input '{name}': {datatype.name} data must be integers")
+    """The rare slow path: a value past int64 (UINT64's upper half, or out of every range)."""
     try:
         return np.array(array.tolist(), dtype=datatype.dtype)
     except OverflowError:
         info = np.iinfo(datatype.dtype)
-        raise BadRequest(f"input '{name}': a value is outside the {datatype.name} range "
+        raise BadRequest(f"input {shown(name)}: a value is outside the {datatype.name} range "
                          f"[{info.min}, {info.max}]") from None
 
 
@@ -268,13 +311,13 @@ def _requested_outputs(raw: Any) -> tuple[RequestedOutput, ...] | None:
     for position, item in enumerate(raw):
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise BadRequest(f"outputs[{position}] needs a 'name' string")
-        params = _mapping(item.get("parameters"), f"output '{item['name']}' parameters")
+        params = _mapping(item.get("parameters"), f"output {shown(item['name'])} parameters")
         if "classification" in params:
             raise BadRequest("the 'classification' output parameter is not supported; ask for "
                              "the model's label output instead")
         binary = params.get("binary_data", None)
         if binary is not None and not isinstance(binary, bool):
-            raise BadRequest(f"output '{item['name']}': binary_data must be true or false")
+            raise BadRequest(f"output {shown(item['name'])}: binary_data must be true or false")
         outputs.append(RequestedOutput(item["name"], binary))
     names = [o.name for o in outputs]
     if len(set(names)) != len(names):

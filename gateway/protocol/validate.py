@@ -6,7 +6,7 @@ reaches a batch it could poison.
 
 from __future__ import annotations
 
-from gateway.errors import BadRequest
+from gateway.errors import BadRequest, shown
 from gateway.protocol.request import InferRequest
 from gateway.tensors import TensorSpec
 
@@ -24,17 +24,17 @@ def check_request(request: InferRequest, inputs: tuple[TensorSpec, ...],
     for name, array in request.inputs.items():
         spec = expected.get(name)
         if spec is None:
-            raise BadRequest(f"unknown input '{name}'; the model takes "
+            raise BadRequest(f"unknown input {shown(name)}; the model takes "
                              f"{', '.join(repr(n) for n in expected)}")
         datatype = request.datatypes[name]
         if datatype != spec.datatype:
-            raise BadRequest(f"input '{name}' has datatype {datatype}; the model expects "
+            raise BadRequest(f"input {shown(name)} has datatype {datatype}; the model expects "
                              f"{spec.datatype}")
         if not _shape_fits(array.shape, spec.shape):
-            raise BadRequest(f"input '{name}' has shape {list(array.shape)}; the model expects "
-                             f"{list(spec.shape)} (-1: any size)")
+            raise BadRequest(f"input {shown(name)} has shape {list(array.shape)}; the model "
+                             f"expects {list(spec.shape)} (-1: any size)")
         if array.ndim and spec.shape[0] < 0 and array.shape[0] > max_batch_rows:
-            raise BadRequest(f"input '{name}' has {array.shape[0]} rows; the limit is "
+            raise BadRequest(f"input {shown(name)} has {array.shape[0]} rows; the limit is "
                              f"{max_batch_rows} rows per request")
     missing = [name for name in expected if name not in request.inputs]
     if missing:
@@ -44,5 +44,5 @@ def check_request(request: InferRequest, inputs: tuple[TensorSpec, ...],
         known = {spec.name for spec in outputs}
         for output in request.outputs:
             if output.name not in known:
-                raise BadRequest(f"unknown output '{output.name}'; the model gives "
+                raise BadRequest(f"unknown output {shown(output.name)}; the model gives "
                                  f"{', '.join(repr(n) for n in known)}")

@@ -94,7 +94,9 @@ def test_label_drift_equals_plain_numpy_and_flags_a_prior_shift_only() -> None:
 
 def test_unseen_labels_are_counted_apart() -> None:
     feedback = service()
-    send(feedback, [{"label": 0}, {"label": 5}, {"label": 5, "version": 1, "prediction": 5},
+    # A label outside the classes is counted apart; the prediction is a class (a prediction
+    # that is not one is refused: tests/protocol/test_feedback.py).
+    send(feedback, [{"label": 0}, {"label": 5}, {"label": 5, "version": 1, "prediction": 1},
                     {"label": 1}])
     model = feedback.model(MODEL)
     assert model is not None
@@ -105,7 +107,7 @@ def test_unseen_labels_are_counted_apart() -> None:
     text = generate_latest(registry).decode()
     assert f'gateway_label_rows_total{{label="_unseen",model="{MODEL}"}} 2.0' in text
     assert f'gateway_feedback_rows_total{{model="{MODEL}",version="none"}} 3.0' in text
-    assert f'gateway_feedback_correct_rows_total{{model="{MODEL}",version="1"}} 1.0' in text
+    assert f'gateway_feedback_correct_rows_total{{model="{MODEL}",version="1"}} 0.0' in text
 
 
 def test_a_label_older_than_the_window_no_longer_counts() -> None:

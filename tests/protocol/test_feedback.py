@@ -52,7 +52,7 @@ def test_an_empty_batch_is_accepted() -> None:
     ({"feedback": {"label": 1}}, '{"feedback": ['),
     ({"feedback": [{"label": 1}, 5]}, "feedback[1] must be an object"),
     ({"feedback": [{"version": 1, "prediction": 1}]}, "feedback[0] needs a 'label'"),
-    ({"feedback": [{"label": 1, "score": 3}]}, "unknown keys ['score']"),
+    ({"feedback": [{"label": 1, "score": 3}]}, "unknown keys 'score'"),
     ({"feedback": [{"label": 1}, {"label": "1"}]}, "feedback[1]: 'label' must be a number"),
     ({"feedback": [{"label": True}]}, "'label' must be a number"),
     ({"feedback": [{"label": None}]}, "'label' must be a number"),

@@ -171,3 +171,48 @@ def test_binary_bytes_elements_are_checked(payload: bytes, fragment: str) -> Non
 def test_split_body_without_extension_is_all_json() -> None:
     header, binary = split_body(b'{"a": 1}', None)
     assert header == b'{"a": 1}' and len(binary) == 0
+
+
+def test_unknown_inputs_are_refused_before_the_rest_is_decoded() -> None:
+    body = orjson.dumps({"inputs": [
+        {"name": "x", "shape": [1], "datatype": "FP32", "data": [1.0]},
+        {"name": "y", "shape": [1], "datatype": "NO-SUCH-TYPE", "data": [1.0]}]})
+    with pytest.raises(BadRequest, match="unknown input 'x'; the model takes 'input'"):
+        decode_request(body, None, 1 << 20, frozenset({"input"}))
+    with pytest.raises(BadRequest, match="datatype 'NO-SUCH-TYPE'"):  # without: decodes on
+        decode_request(body, None, 1 << 20)
+
+
+def test_long_strings_become_objects_not_fixed_width_arrays() -> None:
+    data = ["x" * 100_000] + [""] * 999
+    body = orjson.dumps({"inputs": [{"name": "s", "shape": [1000], "datatype": "BYTES",
+                                     "data": data}]})
+    array = decode_request(body, None, 1 << 20).inputs["s"]
+    assert array.dtype == object and array.nbytes == 8 * 1000  # not 1000 x 400 KB
+    assert array[0] == data[0] and array[1] == ""
+
+
+@pytest.mark.parametrize(("datatype", "data", "fragment"), [
+    ("INT32", [1, 2.5], "INT32 data must be integers"),
+    ("INT32", [1, True], "INT32 data must be integers"),
+    ("BOOL", [True, 1], "BOOL data must be true or false"),
+    ("BYTES", ["a", 1], "BYTES data must be strings"),
+    ("BYTES", [["a"], "b"], "ragged"),
+    ("FP64", [[1.0, 2.0], [3.0]], "ragged"),
+    ("FP64", [1.0, {"a": 1}], "FP64 data must be numbers"),
+])
+def test_json_leaves_must_be_of_the_datatype(datatype: str, data: list[object],
+                                              fragment: str) -> None:
+    body = orjson.dumps({"inputs": [{"name": "t", "shape": [2], "datatype": datatype,
+                                     "data": data}]})
+    with pytest.raises(BadRequest, match=fragment):
+        decode_request(body, None, 1 << 20)
+
+
+def test_echoed_names_are_bounded() -> None:
+    name = "n" * 100_000
+    body = orjson.dumps({"inputs": [{"name": name, "shape": [1], "datatype": "FP32",
+                                     "data": ["x"]}]})
+    with pytest.raises(BadRequest) as caught:
+        decode_request(body, None, 1 << 20)
+    assert len(caught.value.message) < 200

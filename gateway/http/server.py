@@ -1,0 +1,115 @@
+"""uvicorn's httptools protocol with the two bounds it lacks: header size and read time.
+
+uvicorn with httptools accepts headers of any size (a 32 MiB header cost 64 MB of memory) and
+waits forever for a body that stalls (20 connections each stalled after 7 MiB held 113 MB for
+as long as they liked). Both are decided here, in the protocol, because by the time the ASGI app
+sees a request its headers are already in memory. The bounds cost the usual request nothing: a
+request that arrives whole in one read arms no timer, and counting header bytes is an addition
+per read.
+
+- Header bytes are counted per read while a request's headers are incomplete; past
+  `limits.max_header_bytes` the answer is 431 and the connection is closed. Memory is bounded by
+  the limit plus one read (uvloop reads at most 256 KiB).
+- A request still incomplete after a read arms one timer; past `limits.read_timeout_s` from then
+  the answer is 408 and the connection is closed. The app, if it was reading the body, sees the
+  client go and counts the request under code 408 (`READ_TIMED_OUT` in the request's state).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import orjson
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from gateway.settings import LimitSettings
+
+logger = logging.getLogger("gateway.http")
+
+READ_TIMED_OUT = "read_timed_out"
+"""Key in the ASGI scope's `state`: True when the protocol answered 408 for this request."""
+
+_REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    max_header_bytes = LimitSettings.max_header_bytes
+    read_timeout_s = LimitSettings.read_timeout_s
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._reading_headers = True
+        self._header_bytes = 0
+        self._incomplete = False
+        """Between a request's first byte and its last (headers and body)."""
+        self._read_timer: asyncio.TimerHandle | None = None
+
+    def data_received(self, data: bytes) -> None:
+        if self._reading_headers:
+            self._header_bytes += len(data)
+        self._incomplete = True
+        super().data_received(data)
+        if self.transport.is_closing():
+            return
+        if self._reading_headers and self._header_bytes > self.max_header_bytes:
+            self._refuse(431, f"the request's headers are over the {self.max_header_bytes}-byte "
+                              "limit (limits.max_header_bytes)")
+        elif self._incomplete and self._read_timer is None:
+            self._read_timer = self.loop.call_later(self.read_timeout_s, self._read_timed_out)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._incomplete = True
+
+    def on_headers_complete(self) -> None:
+        self._reading_headers = False
+        self._header_bytes = 0
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._reading_headers = True
+        self._incomplete = False
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+            self._read_timer = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+            self._read_timer = None
+        super().connection_lost(exc)
+
+    def _read_timed_out(self) -> None:
+        self._read_timer = None
+        if self.transport.is_closing() or not self._incomplete:
+            return
+        if not self._reading_headers and self.scope is not None:
+            self.scope["state"][READ_TIMED_OUT] = True
+        self._refuse(408, f"the request did not arrive whole within {self.read_timeout_s:g} s "
+                          "(limits.read_timeout_s); send it again")
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer `status` in the V2 error shape and close the connection."""
+        logger.info("%s from %s: %s", status, self.client, message)
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete or not cycle.response_started:
+            body = orjson.dumps({"error": message})
+            self.transport.write(
+                b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+                b"connection: close\r\n\r\n%s" % (status, _REASONS[status], len(body), body))
+        if cycle is not None and not cycle.response_complete:
+            # At once, not at connection_lost: the app's own answer must not follow ours, and
+            # its read of the body ends now.
+            cycle.disconnected = True
+            cycle.message_event.set()
+        self.transport.close()
+
+
+def bounded_protocol(limits: LimitSettings) -> type[BoundedHttpToolsProtocol]:
+    """The protocol class for uvicorn's `http=`, with these limits."""
+    return type("GatewayHttpProtocol", (BoundedHttpToolsProtocol,),
+                {"max_header_bytes": limits.max_header_bytes,
+                 "read_timeout_s": limits.read_timeout_s})
