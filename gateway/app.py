@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
-from gateway.batching.batcher import RunFunction
+from gateway.batching.batcher import RunFunction, Tensors
 from gateway.deployments import Deployments, needed_versions
 from gateway.errors import GatewayError
 from gateway.http.admin import Admin
@@ -70,8 +70,14 @@ def build_gateway(settings: Settings, metrics: GatewayMetrics | None = None) -> 
 def _shadow_target(deployments: Deployments) -> ShadowTarget:
     def target(model: str, version: int) -> tuple[RunFunction, str | None] | None:
         found = deployments.versions_of(model).get(version)
-        if found is None or found.session is None:
-            return None
+        if found is None:
+            return None  # unloaded since it was queued: the policy no longer names it
+        if found.session is None:
+            error = found.error or "not loaded"
+
+            def failed(inputs: Tensors) -> Tensors:
+                raise RuntimeError(error)
+            return failed, None
         return found.session.run, found.label_output
     return target
 

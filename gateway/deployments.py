@@ -131,13 +131,31 @@ class Deployments:
                 except LoadError as exc:
                     deployment.error = str(exc)
                     logger.error("%s failed to load: %s", deployment.name, exc)
-                self._table.setdefault(model, {})[version] = deployment
+                self._put(model, version, deployment)
                 added.append(deployment)
         return added
 
+    def _put(self, model: str, version: int, deployment: Deployment | None) -> None:
+        """Copy on write: `load` runs on a thread while the event loop iterates the table (for
+        /metrics, readiness, a reload), so the table and its per-model maps are never changed
+        in place; a new one replaces the old in one assignment, and readers keep the snapshot
+        they hold."""
+        versions = dict(self._table.get(model, {}))
+        if deployment is None:
+            versions.pop(version, None)
+        else:
+            versions[version] = deployment
+        table = dict(self._table)
+        if versions:
+            table[model] = versions
+        else:
+            table.pop(model, None)
+        self._table = table
+
     def remove(self, model: str, version: int) -> Deployment | None:
         """Take a version out of the table: new lookups no longer find it."""
-        removed = self._table.get(model, {}).pop(version, None)
+        removed = self._table.get(model, {}).get(version)
+        self._put(model, version, None)
         self._refresh_ready()
         return removed
 
@@ -202,7 +220,9 @@ class Deployments:
                                          deployment.session.batchable, limits,
                                          deployment.thread, classify_inference_error,
                                          self._observe_batches(*key) if self._observe_batches
-                                         else None)
+                                         else None,
+                                         # A fixed-shape graph was timed at its only shape.
+                                         None if deployment.session.batchable else 1 << 62)
             deployment.batcher.start()
         self._refresh_ready()
 

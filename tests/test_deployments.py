@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -8,7 +10,7 @@ from gateway.deployments import Deployments, needed_versions, parse_version
 from gateway.errors import NotFound, Unavailable
 from gateway.routing.policy import parse_policy
 from gateway.runtime.repository import scan_repository
-from gateway.settings import Settings
+from gateway.settings import BatchingSettings, Settings
 from tests.conftest import MODEL, MODELS, write_echo_model
 
 POLICY = "models: {breast-cancer: {traffic: [{version: 1, weight: 100}], shadow: [{version: 3}]}}"
@@ -61,3 +63,43 @@ def test_shipped_repository_loads_with_the_default_settings() -> None:
     table.load({MODEL: frozenset({1})})
     assert table.problems() == []
 
+
+
+def test_the_table_is_read_safely_while_a_thread_loads_into_it(tmp_path: Path) -> None:
+    """A reload loads versions on a thread while the event loop iterates the table for
+    /metrics, readiness and the reload itself: readers must never see it change under them."""
+    for i in range(40):
+        write_echo_model(tmp_path, f"echo{i}")
+    repository = scan_repository(tmp_path)
+    table = Deployments(Settings(batching=BatchingSettings(max_batch_size=1)), repository)
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def load() -> None:
+        try:
+            for model in repository:
+                table.load({model: frozenset({1})})
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            done.set()
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # hand the GIL over as often as possible
+    try:
+        thread = threading.Thread(target=load)
+        thread.start()
+        while not done.is_set():
+            try:
+                table.all()
+                table.inflight_by_model()
+                table.problems()
+                table.remove("nothing", 1)
+            except RuntimeError as exc:  # "dictionary changed size during iteration"
+                errors.append(exc)
+                break
+        thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == []
+    assert len(table.all()) == 40

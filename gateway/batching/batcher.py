@@ -86,8 +86,15 @@ class Batcher:
 
     def __init__(self, name: str, run: RunFunction, batchable: bool, limits: BatchingLimits,
                  executor: Executor | None, on_error: Callable[[Exception], GatewayError],
-                 observe: BatchObserver | None = None) -> None:
+                 observe: BatchObserver | None = None,
+                 inline_max_rows: int | None = None) -> None:
+        """`executor` None runs batches inline on the event loop, but only up to
+        `inline_max_rows` rows (default `max_batch_size`: what was timed to choose inline); a
+        larger call (one big request) runs on the loop's default thread pool, so that an
+        8,192-row request does not stall every other request."""
         self.name = name
+        self._inline_max_rows = (limits.max_batch_size if inline_max_rows is None
+                                 else inline_max_rows)
         self._observe = observe
         self._run = run
         self._batchable = batchable and limits.max_batch_size > 1
@@ -165,13 +172,13 @@ class Batcher:
             batch = self._take_batch()
             if not batch:
                 continue
+            rows = sum(item.rows for item in batch)
             started = time.perf_counter()
-            if self._executor is None:
+            if self._executor is None and rows <= self._inline_max_rows:
                 outcomes = self._execute(batch)
-            else:
+            else:  # the version's thread, or the default pool for a call too big to run inline
                 outcomes = await loop.run_in_executor(self._executor, self._execute, batch)
             ended = time.perf_counter()
-            rows = sum(item.rows for item in batch)
             if self._observe is not None:
                 self._observe(rows, [started - item.enqueued_s for item in batch],
                               ended - started)

@@ -59,7 +59,8 @@ class Mirror:
 
 
 ShadowTarget = Callable[[str, int], "tuple[Callable[[Tensors], Tensors], str | None] | None"]
-"""(model, version) -> (run function, label output name), or None when the version is not there."""
+"""(model, version) -> (run function, label output name), or None when the version is not loaded
+any more."""
 
 
 class ShadowRunner:
@@ -110,10 +111,12 @@ class ShadowRunner:
             self._count(item.model, item.version, result)
 
     async def _run(self, item: Mirror) -> str:
-        """Run one mirror on the shadow thread and compare: agree, disagree or error."""
+        """Run one mirror on the shadow thread and compare: agree, disagree or error; dropped
+        when the shadow was taken out of the policy while its mirrors waited (not its error:
+        SREs watch `error` during a rollout)."""
         target = self._target(item.model, item.version)
         if target is None:
-            return ERROR
+            return DROPPED
         run, label = target
         try:
             outputs = await asyncio.get_running_loop().run_in_executor(self._thread, run,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -311,3 +312,29 @@ def test_every_batch_is_reported_and_a_caller_can_ask_for_its_timing(executor: s
             assert (timing.rows, timing.requests) == (6, 3)
 
     asyncio.run(main())
+
+
+def test_inline_runs_only_what_was_timed_inline_and_a_bigger_call_on_a_thread() -> None:
+    """`inline` was chosen from a timing of `max_batch_size` rows: a single request of more
+    rows (up to limits.max_batch_rows) must not stall the event loop for its whole call."""
+    threads: list[str] = []
+
+    def run(feeds: Tensors) -> Tensors:
+        threads.append(threading.current_thread().name)
+        return SESSION.run(feeds)
+
+    async def body() -> None:
+        limits = BatchingLimits(max_batch_size=32, max_queue_delay_us=0, max_queue_size=8)
+        batcher = Batcher("test", run, True, limits, None, classify_inference_error)
+        batcher.start()
+        try:
+            for rows in (32, 8192, 1):
+                result = await batcher.submit({"input": sample_rows(rows)}, rows, None)
+                assert result["label"].shape == (rows,)
+        finally:
+            await batcher.stop()
+
+    asyncio.run(body())
+    loop_thread = threading.current_thread().name
+    assert threads[0] == loop_thread and threads[2] == loop_thread
+    assert threads[1] != loop_thread

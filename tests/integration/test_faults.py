@@ -10,6 +10,7 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pytest
 import yaml
@@ -104,3 +105,61 @@ def test_a_broken_routing_file_keeps_the_last_policy_serving(
         assert time.monotonic() < deadline, "the fixed file was not applied"
         time.sleep(0.05)
     assert metric(server, "gateway_config_last_reload_success") == 1
+
+
+def test_mirrors_of_a_shadow_taken_out_of_the_policy_are_dropped_not_errors(
+        model_repo: Path, write_config: ConfigWriter, start: Start) -> None:
+    """The README's rollout step tells SREs to watch that `error` stays 0; taking a slow shadow
+    out of the policy while its mirrors wait is no error of it."""
+    from loadtests.bench import deep_mlp
+
+    add_version(model_repo, 5, deep_mlp(hidden=64, layers=3000))  # tens of ms per call
+    shadowed = {"models": {MODEL: {"traffic": [{"version": 1, "weight": 100}],
+                                   "shadow": [{"version": 5, "percent": 100}]}}}
+    config = write_config(model_repo, routing=shadowed)
+    server = start(config)
+    for _ in range(80):  # far more mirrors than the shadow finishes meanwhile
+        assert server.request("POST", INFER, TWO_ROWS).status == 200
+    routing = config.parent / "routing.yaml"
+    routing.write_text(yaml.safe_dump({"models": {MODEL: {"traffic": [{"version": 1,
+                                                                        "weight": 100}]}}}))
+    deadline = time.monotonic() + 3
+    while metric(server, 'gateway_config_reloads_total{result="success"}') < 1:
+        assert time.monotonic() < deadline, "the edit was not applied"
+        time.sleep(0.05)
+    time.sleep(1.0)  # the queued mirrors drain against the unloaded version
+    shadow = f'gateway_shadow_requests_total{{model="{MODEL}",result="%s",version="5"}}'
+    assert metric(server, shadow % "error") == 0
+    counted = sum(metric(server, shadow % r) for r in ("agree", "disagree", "dropped"))
+    assert counted == 80
+    assert metric(server, shadow % "dropped") > 0
+
+
+def test_a_feature_that_turns_nan_drifts_and_its_nan_share_is_a_gauge(
+        write_config: ConfigWriter, start: Start) -> None:
+    """A broken upstream sends NaN for a feature: NaN is a bin of its own for PSI and JS, so the
+    feature drifts (it read PSI null and `drifted: false`), and its NaN share is exported."""
+    import tritonclient.http as httpclient
+    from sklearn.datasets import load_breast_cancer
+
+    server = start(write_config(drift={"report_interval_s": 0.2, "window_rows": 500}))
+    rows = load_breast_cancer().data[:500].astype(np.float32)
+    rows[:, 0] = np.nan  # "mean radius": all missing
+    rows[::2, 1] = np.nan  # "mean texture": half missing
+    client = httpclient.InferenceServerClient(server.url)
+    for part in np.array_split(rows, 10):
+        tensor = httpclient.InferInput("input", list(part.shape), "FP32")
+        tensor.set_data_from_numpy(part)  # binary: JSON cannot carry NaN
+        client.infer(MODEL, [tensor], model_version="2")
+    time.sleep(0.6)
+    report = server.request("GET", f"/v2/models/{MODEL}/versions/2/drift").json()
+    features = {f["name"]: f for f in report["features"]}
+    for name, share in (("mean radius", 1.0), ("mean texture", 0.5)):
+        assert features[name]["psi"] is not None and features[name]["psi"] > 1, features[name]
+        assert features[name]["drifted"] and features[name]["nan_share"] == share
+    assert features["mean radius"]["ks"] is None  # no finite value to compare
+    assert not features["mean area"]["drifted"]
+    gauge = f'gateway_drift_nan_share{{feature="mean radius",model="{MODEL}",version="2"}}'
+    assert metric(server, gauge) == 1.0
+    psi = f'gateway_drift_psi{{feature="mean radius",model="{MODEL}",version="2"}}'
+    assert metric(server, psi) > 1

@@ -31,6 +31,8 @@ class Column:
     """Inner edges (numeric) or categories (categorical)."""
     counts: np.ndarray
     """The reference's counts per bin."""
+    nan: float = 0.0
+    """The reference's NaN count (the profile's `nan`; 0 when it has none)."""
 
     @property
     def bins(self) -> int:
@@ -41,7 +43,8 @@ def column_from_profile(profile: dict[str, Any]) -> Column:
     kind = profile["kind"]
     key = "edges" if kind == "numeric" else "categories"
     column = Column(str(profile["name"]), kind, np.asarray(profile[key], dtype=np.float64),
-                    np.asarray(profile["counts"], dtype=np.float64))
+                    np.asarray(profile["counts"], dtype=np.float64),
+                    float(profile.get("nan") or 0))
     if len(column.counts) != column.bins:
         raise ValueError(f"profile {column.name!r}: {len(column.counts)} counts for "
                          f"{column.bins} bins")
@@ -73,6 +76,7 @@ class Binner:
         self.nan_slots = self.slot_offsets + sizes
         self.unseen_slots = self.nan_slots + 1
         self.reference = np.concatenate([c.counts for c in columns])
+        self.reference_nan = np.array([c.nan for c in columns], dtype=np.float64)
         self._prepare_numeric([i for i, c in enumerate(columns) if c.kind == "numeric"])
         self.categorical = [i for i, c in enumerate(columns) if c.kind == "categorical"]
         self._categories = [np.sort(columns[i].edges) for i in self.categorical]

@@ -106,13 +106,16 @@ def _column_report(window: SlidingWindow, columns: list[Column],
                    psi_threshold: float) -> list[dict[str, Any]]:
     live = window.total()
     binner = window.binner
-    stats = drift_statistics(binner.reference, live.bins, binner.offsets)
+    stats = drift_statistics(binner.reference, live.bins, binner.offsets,
+                             binner.reference_nan, live.nan)
     report = []
     for i, column in enumerate(columns):
         psi, js, ks = (float(stats[k][i]) for k in ("psi", "js", "ks"))
         report.append({"name": column.name, "psi": _number(psi), "js": _number(js),
                        "ks": _number(ks), "drifted": bool(psi >= psi_threshold),
-                       "nan": int(live.nan[i]), "unseen": int(live.unseen[i])})
+                       "nan": int(live.nan[i]), "unseen": int(live.unseen[i]),
+                       "nan_share": round(int(live.nan[i]) / live.rows, 6) if live.rows
+                       else None})
     return report
 
 

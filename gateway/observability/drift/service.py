@@ -239,6 +239,10 @@ class _DriftCollector(Collector):
         failed = CounterMetricFamily("gateway_drift_failed_folds",
                                      "Gatherings the drift monitor could not fold (see the log).",
                                      labels=["model", "version"])
+        nan_share = GaugeMetricFamily(
+            "gateway_drift_nan_share",
+            "Share of the drift window's rows in which a feature is NaN (missing).",
+            labels=labels)
         threshold = GaugeMetricFamily("gateway_drift_psi_threshold",
                                       "PSI at or above which a feature counts as drifted.",
                                       labels=["model", "version"])
@@ -257,13 +261,15 @@ class _DriftCollector(Collector):
                 continue
             window.add_metric(key, report["window_rows"])
             for feature in report["features"]:
-                for family, stat in ((psi, "psi"), (js, "js"), (ks, "ks")):
+                for family, stat in ((psi, "psi"), (js, "js"), (ks, "ks"),
+                                     (nan_share, "nan_share")):
                     if feature[stat] is not None:
                         family.add_metric([*key, feature["name"]], feature[stat])
             for output in report["outputs"]:
                 if output["psi"] is not None:
                     prediction.add_metric([*key, output["name"]], output["psi"])
-        yield from (psi, js, ks, prediction, window, threshold, dropped, failed, bins, reference)
+        yield from (psi, js, ks, nan_share, prediction, window, threshold, dropped, failed, bins,
+                    reference)
 
 
 def _add_bins(bins: GaugeMetricFamily, reference: GaugeMetricFamily, key: list[str],
