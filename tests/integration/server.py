@@ -79,6 +79,15 @@ class GatewayProcess:
         finally:
             conn.close()
 
+    def metric(self, sample: str) -> float:
+        """The value of one sample of /metrics, named with its labels in Prometheus' order
+        (e.g. `gateway_config_reloads_total{result="error"}`); 0 when it is not there."""
+        for line in self.request("GET", "/metrics").body.decode().splitlines():
+            name, _, value = line.rpartition(" ")
+            if name == sample:
+                return float(value)
+        return 0.0
+
     def stop(self) -> int:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)

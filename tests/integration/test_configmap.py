@@ -88,13 +88,6 @@ def wait_until(condition: Any, timeout_s: float) -> float:
     return time.monotonic() - start
 
 
-def counter(server: GatewayProcess, sample: str) -> float:
-    for line in server.request("GET", "/metrics").body.decode().splitlines():
-        if line.startswith(sample + " "):
-            return float(line.split()[-1])
-    return 0.0
-
-
 @pytest.fixture
 def layout(tmp_path: Path) -> Path:
     """A model repository beside the ConfigMap mount, as `../models` from the config."""
@@ -125,8 +118,8 @@ def test_every_kubelet_swap_applies_within_2_s(layout: Path, start: Start,
         volume.update(files)
         took.append(wait_until(lambda v=str(version): served_by(server) == v, timeout_s=2.0))
     assert len(took) == SWAPS
-    assert counter(server, 'gateway_config_reloads_total{result="error"}') == 0
-    assert counter(server, 'gateway_config_reloads_total{result="success"}') == SWAPS
+    assert server.metric('gateway_config_reloads_total{result="error"}') == 0
+    assert server.metric('gateway_config_reloads_total{result="success"}') == SWAPS
     # The old folders are gone, as the kubelet leaves it: the gateway followed the link.
     assert len([p for p in (layout / "config").iterdir() if p.name.startswith("..2")]) == 1
 
@@ -141,7 +134,7 @@ def test_a_rejected_edit_applies_when_its_version_arrives(layout: Path, start: S
     edit = {"routing.yaml": yaml.safe_dump(routing({1: 0, 4: 100})),
             "gateway.yaml": gateway_yaml()}
     volume.update(edit)
-    wait_until(lambda: counter(server, 'gateway_config_reloads_total{result="error"}') == 1, 2.0)
+    wait_until(lambda: server.metric('gateway_config_reloads_total{result="error"}') == 1, 2.0)
     assert served_by(server) == "1"
     # The model sync lands in two steps, as a copy does: the manifest, then the model.
     model_bytes = (layout / "models" / MODEL / "2" / "model.onnx").read_bytes()
@@ -168,7 +161,7 @@ def test_a_rejected_edit_leaves_no_trace(layout: Path, start: Start) -> None:
     server = start(layout / "config" / "gateway.yaml")
     volume.update({"routing.yaml": yaml.safe_dump(routing({1: 100, 4: 0, 5: 0})),
                    "gateway.yaml": gateway_yaml()})
-    wait_until(lambda: counter(server, 'gateway_config_reloads_total{result="error"}') == 1, 3.0)
+    wait_until(lambda: server.metric('gateway_config_reloads_total{result="error"}') == 1, 3.0)
     time.sleep(0.3)
     pinned = server.request("POST", f"/v2/models/{MODEL}/versions/4/infer", _body())
     # Not loaded, and says how to load it: not 503 "still loading" forever.

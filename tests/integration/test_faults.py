@@ -124,15 +124,15 @@ def test_mirrors_of_a_shadow_taken_out_of_the_policy_are_dropped_not_errors(
     routing.write_text(yaml.safe_dump({"models": {MODEL: {"traffic": [{"version": 1,
                                                                         "weight": 100}]}}}))
     deadline = time.monotonic() + 3
-    while metric(server, 'gateway_config_reloads_total{result="success"}') < 1:
+    while server.metric('gateway_config_reloads_total{result="success"}') < 1:
         assert time.monotonic() < deadline, "the edit was not applied"
         time.sleep(0.05)
     time.sleep(1.0)  # the queued mirrors drain against the unloaded version
     shadow = f'gateway_shadow_requests_total{{model="{MODEL}",result="%s",version="5"}}'
-    assert metric(server, shadow % "error") == 0
-    counted = sum(metric(server, shadow % r) for r in ("agree", "disagree", "dropped"))
+    assert server.metric(shadow % "error") == 0
+    counted = sum(server.metric(shadow % r) for r in ("agree", "disagree", "dropped"))
     assert counted == 80
-    assert metric(server, shadow % "dropped") > 0
+    assert server.metric(shadow % "dropped") > 0
 
 
 def test_a_feature_that_turns_nan_drifts_and_its_nan_share_is_a_gauge(
@@ -160,6 +160,6 @@ def test_a_feature_that_turns_nan_drifts_and_its_nan_share_is_a_gauge(
     assert features["mean radius"]["ks"] is None  # no finite value to compare
     assert not features["mean area"]["drifted"]
     gauge = f'gateway_drift_nan_share{{feature="mean radius",model="{MODEL}",version="2"}}'
-    assert metric(server, gauge) == 1.0
+    assert server.metric(gauge) == 1.0
     psi = f'gateway_drift_psi{{feature="mean radius",model="{MODEL}",version="2"}}'
-    assert metric(server, psi) > 1
+    assert server.metric(psi) > 1
