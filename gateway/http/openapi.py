@@ -99,7 +99,8 @@ def _infer(pinned: bool) -> dict[str, Any]:
                     "content": {"application/json": {"schema": _INFER_RESPONSE},
                                 "application/octet-stream": {
                                     "schema": {"type": "string", "format": "binary"}}}},
-            **_errors(400, 404, 413, 500, 503, 504)},
+            # 408 and 431 are answered by the HTTP protocol (gateway/http/server.py).
+            **_errors(400, 404, 408, 413, 431, 500, 503, 504)},
     }
 
 
@@ -115,7 +116,8 @@ def openapi_document(admin: bool) -> dict[str, Any]:
     ready = _json({"type": "object", "required": ["ready"]}, "ready")
     paths: dict[str, Any] = {
         "/v2/health/live": _get("Liveness", _json({"type": "object"}, "live")),
-        "/v2/health/ready": _get("Readiness: every needed version loaded", ready, 503),
+        "/v2/health/ready": _get("Readiness: every model has a ready version with traffic "
+                                 "(not_serving: versions that failed)", ready, 503),
         "/v2": _get("Server metadata", _json({"type": "object",
                                               "required": ["name", "version", "extensions"]},
                                              "server metadata")),
