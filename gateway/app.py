@@ -28,6 +28,7 @@ from gateway.http.responses import (
     on_unexpected_error,
     openapi_route,
 )
+from gateway.inference import InferencePipeline
 from gateway.observability.drift.service import DriftService
 from gateway.observability.feedback import FeedbackService
 from gateway.observability.metrics import GatewayMetrics
@@ -131,7 +132,8 @@ def create_app(settings: Settings, admin_token: str | None = None) -> Starlette:
             await deployments.stop()
             await asyncio.to_thread(tracing.shutdown)
 
-    routes: list[BaseRoute] = list(Endpoints(deployments, rollout, metrics, shadow, drift,
+    pipeline = InferencePipeline(deployments, rollout, drift, shadow)
+    routes: list[BaseRoute] = list(Endpoints(deployments, rollout, pipeline, metrics, drift,
                                              tracing, feedback).routes())
     token = admin_token if admin_token is not None else os.environ.get(ADMIN_TOKEN_VARIABLE)
     if token:

@@ -1,7 +1,7 @@
 """The Open Inference Protocol endpoints (SPEC section 3): health, metadata, inference, metrics.
 
-Each endpoint is a thin shell. Inference: decode, decide the version (routing), find its
-deployment, validate, hand to its batcher, encode, mirror to shadows, count.
+Each endpoint is a thin shell. Inference: read and decode the body, let the inference pipeline
+(`gateway.inference`) decide the version and serve it, encode the answer, count and trace it.
 """
 
 from __future__ import annotations
@@ -16,21 +16,21 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import __version__
+from gateway.batching.batcher import Tensors
 from gateway.deployments import Deployment, Deployments, parse_version
 from gateway.errors import BadRequest, GatewayError, NotFound, Unavailable
 from gateway.http.body import read_body
 from gateway.http.responses import JSON, json_response
+from gateway.inference import InferencePipeline
 from gateway.observability.drift.service import DriftService
 from gateway.observability.feedback import FeedbackService
 from gateway.observability.metrics import NO_VERSION, UNKNOWN_MODEL, GatewayMetrics
-from gateway.observability.tracing import RequestTrace, Tracing
+from gateway.observability.tracing import Tracing
 from gateway.protocol.feedback import parse_feedback
-from gateway.protocol.request import decode_request
+from gateway.protocol.request import InferRequest, decode_request
 from gateway.protocol.response import encode_response
-from gateway.protocol.validate import check_request
 from gateway.rollout import Rollout
-from gateway.routing.decide import PINNED, SPLIT, choose_version
-from gateway.routing.shadow import ShadowRunner, choose_shadows
+from gateway.routing.decide import PINNED, SPLIT
 
 logger = logging.getLogger("gateway.feedback")
 SERVER_NAME = "gateway"
@@ -40,18 +40,17 @@ HEADER_LENGTH = "inference-header-content-length"
 
 
 class Endpoints:
-    def __init__(self, deployments: Deployments, rollout: Rollout, metrics: GatewayMetrics,
-                 shadow: ShadowRunner, drift: DriftService, tracing: Tracing,
+    def __init__(self, deployments: Deployments, rollout: Rollout, pipeline: InferencePipeline,
+                 metrics: GatewayMetrics, drift: DriftService, tracing: Tracing,
                  feedback: FeedbackService) -> None:
         self.deployments = deployments
+        self.pipeline = pipeline
         self.feedback = feedback
         self.tracing = tracing
         self.drift = drift
         self.rollout = rollout
         self.metrics = metrics
-        self.shadow = shadow
         self.limits = deployments.settings.limits
-        self.default_timeout_us = deployments.settings.batching.default_timeout_us
 
     def routes(self) -> list[Route]:
         return [
@@ -181,10 +180,12 @@ class Endpoints:
                               "version": str(deployment.entry.version), "ready": True})
 
     async def infer(self, request: Request) -> Response:
+        """Decode, hand to the inference pipeline, encode; count and trace every outcome."""
         start = time.perf_counter()
         model = request.path_params["model"]
         pinned = request.path_params.get("version")
-        labels = [UNKNOWN_MODEL, NO_VERSION, PINNED if pinned is not None else SPLIT]
+        model_label, version_label = UNKNOWN_MODEL, NO_VERSION
+        route = PINNED if pinned is not None else SPLIT
         code = 500
         traced = self.tracing.request(
             request.headers, "POST /v2/models/{model}/versions/{version}/infer"
@@ -193,8 +194,20 @@ class Endpoints:
             request.scope["state"]["trace_id"] = traced.trace_id
         try:
             self.deployments.check_model(model)
-            labels[0] = model
-            response = await self._infer(request, model, pinned, labels, traced)
+            model_label = model
+            version = parse_version(pinned) if pinned is not None else None
+            body = await read_body(request, self.limits.max_body_bytes)
+            infer_request = decode_request(body, request.headers.get(HEADER_LENGTH),
+                                           self.limits.max_tensor_elements,
+                                           self.pipeline.input_names(model))
+            routed_s = time.perf_counter()
+            decision = self.pipeline.decide(model, version, request.headers,
+                                            infer_request.parameters)
+            version_label, route = decision.version_label, decision.route
+            traced.route_span(routed_s, time.perf_counter(), model, version_label, route)
+            served = await self.pipeline.serve(decision, infer_request, traced)
+            response = _infer_response(model, version_label, route, infer_request,
+                                       served.results)
             code = response.status_code
             return response
         except GatewayError as exc:
@@ -202,59 +215,16 @@ class Endpoints:
             raise
         finally:
             end = time.perf_counter()
-            self.metrics.observe_request(labels[0], labels[1], labels[2], code, end - start)
-            traced.end(code, labels[0], labels[1], labels[2], end)
+            self.metrics.observe_request(model_label, version_label, route, code, end - start)
+            traced.end(code, model_label, version_label, route, end)
 
-    async def _infer(self, request: Request, model: str, pinned: str | None,
-                     labels: list[str], traced: RequestTrace) -> Response:
-        body = await read_body(request, self.limits.max_body_bytes)
-        infer_request = decode_request(body, request.headers.get(HEADER_LENGTH),
-                                       self.limits.max_tensor_elements,
-                                       self.deployments.input_names(model))
-        # From here to `inflight += 1` nothing awaits: the policy read, the decision and the
-        # lookup see one policy, and a version being unloaded is either found and held or gone.
-        # The model is looked up again: a reload may have removed it while the body arrived.
-        versions = self.deployments.check_model(model)
-        model_policy = self.rollout.policy.models.get(model)
-        routed_s = time.perf_counter()
-        if pinned is not None:
-            version = parse_version(pinned)
-        elif model_policy is None:
-            version = max(versions)
-        else:
-            decision = choose_version(model_policy, request.headers, infer_request.parameters,
-                                      self.deployments.ready_versions(model))
-            version, labels[2] = decision.version, decision.route
-        if version in versions:  # a caller's version that is not there gets no series (SPEC 6)
-            labels[1] = str(version)
-        traced.route_span(routed_s, time.perf_counter(), model, labels[1], labels[2])
-        deployment = self.deployments.find(model, version)
-        session, batcher = deployment.session, deployment.batcher
-        assert session is not None and batcher is not None
-        deployment.inflight += 1
-        try:
-            check_request(infer_request, session.inputs, session.outputs,
-                          self.limits.max_batch_rows)
-            first = next(iter(infer_request.inputs.values()))
-            rows = first.shape[0] if first.ndim else 1
-            results = await batcher.submit(infer_request.inputs, rows,
-                                           infer_request.timeout_us or self.default_timeout_us,
-                                           traced.timing)
-        finally:
-            deployment.inflight -= 1
-            traced.batch_spans(model, labels[1])
-        self.drift.observe(model, version, infer_request.inputs, results)
-        if pinned is None and model_policy is not None and model_policy.shadow:
-            shadows = [v for v in choose_shadows(model_policy) if v != version]
-            if shadows:
-                self.shadow.mirror(model, shadows, infer_request.inputs, results,
-                                   traced.span_context)
-        version_text = labels[1]
-        content, header_length = encode_response(
-            model, version_text, infer_request.id, results, infer_request.outputs,
-            infer_request.binary_outputs)
-        headers = {"x-model-version": version_text, "x-model-route": labels[2]}
-        if header_length is None:
-            return Response(content, headers=headers, media_type=JSON)
-        headers["inference-header-content-length"] = str(header_length)
-        return Response(content, headers=headers, media_type="application/octet-stream")
+
+def _infer_response(model: str, version: str, route: str, request: InferRequest,
+                    results: Tensors) -> Response:
+    content, header_length = encode_response(model, version, request.id, results,
+                                             request.outputs, request.binary_outputs)
+    headers = {"x-model-version": version, "x-model-route": route}
+    if header_length is None:
+        return Response(content, headers=headers, media_type=JSON)
+    headers[HEADER_LENGTH] = str(header_length)
+    return Response(content, headers=headers, media_type="application/octet-stream")
