@@ -33,7 +33,7 @@ from gateway.observability.drift.service import DriftService
 from gateway.observability.feedback import FeedbackService
 from gateway.observability.metrics import GatewayMetrics
 from gateway.observability.tracing import Tracing
-from gateway.rollout import Rollout, read_policy_file
+from gateway.routing.live import LivePolicy, read_policy_file
 from gateway.routing.policy import Policy, parse_policy
 from gateway.routing.shadow import ShadowRunner, ShadowTarget
 from gateway.routing.watch import watch_folder_of
@@ -102,7 +102,7 @@ def create_app(settings: Settings, admin_token: str | None = None) -> Starlette:
                     for d in deployments.all() if d.session is not None})
         feedback.sync(deployments.repository)
 
-    rollout = Rollout(settings.routing, settings.model_repository, gateway.policy, deployments,
+    live = LivePolicy(settings.routing, settings.model_repository, gateway.policy, deployments,
                       metrics, on_applied=track_served_versions)
 
     @contextlib.asynccontextmanager
@@ -112,7 +112,7 @@ def create_app(settings: Settings, admin_token: str | None = None) -> Starlette:
         deployments.start_batchers()
         for problem in deployments.problems():
             logger.error("not serving %s", problem)
-        rollout.publish()
+        live.publish()
         shadow.start()
         drift.start()
         # What start-up made (sessions, modules, tables) lives as long as the process: freezing
@@ -120,7 +120,7 @@ def create_app(settings: Settings, admin_token: str | None = None) -> Starlette:
         gc.freeze()
         stop = asyncio.Event()
         watcher = asyncio.create_task(
-            watch_folder_of(settings.routing, rollout.reload, stop), name="watch")
+            watch_folder_of(settings.routing, live.reload, stop), name="watch")
         try:
             yield
         finally:
@@ -128,16 +128,16 @@ def create_app(settings: Settings, admin_token: str | None = None) -> Starlette:
             await watcher
             await shadow.stop()
             await drift.stop()
-            await rollout.stop()
+            await live.stop()
             await deployments.stop()
             await asyncio.to_thread(tracing.shutdown)
 
-    pipeline = InferencePipeline(deployments, rollout, drift, shadow)
-    routes: list[BaseRoute] = list(Endpoints(deployments, rollout, pipeline, metrics, drift,
+    pipeline = InferencePipeline(deployments, live, drift, shadow)
+    routes: list[BaseRoute] = list(Endpoints(deployments, live, pipeline, metrics, drift,
                                              tracing, feedback).routes())
     token = admin_token if admin_token is not None else os.environ.get(ADMIN_TOKEN_VARIABLE)
     if token:
-        routes += Admin(rollout, token).routes()
+        routes += Admin(live, token).routes()
     routes.append(openapi_route(openapi_document(admin=bool(token))))
     app = Starlette(
         routes=routes,
@@ -146,6 +146,4 @@ def create_app(settings: Settings, admin_token: str | None = None) -> Starlette:
                             Exception: on_unexpected_error},
         lifespan=lifespan,
     )
-    app.state.gateway = gateway
-    app.state.rollout = rollout
     return app

@@ -152,6 +152,10 @@ class Deployments:
             table.pop(model, None)
         self._table = table
 
+    def use_repository(self, repository: Repository) -> None:
+        """The repository a reload scanned: lookups answer by it from now on."""
+        self.repository = repository
+
     def remove(self, model: str, version: int) -> Deployment | None:
         """Take a version out of the table: new lookups no longer find it."""
         removed = self._table.get(model, {}).get(version)

@@ -28,8 +28,8 @@ from gateway.observability.metrics import NO_VERSION
 from gateway.observability.tracing import RequestTrace
 from gateway.protocol.request import InferRequest
 from gateway.protocol.validate import check_request
-from gateway.rollout import Rollout
 from gateway.routing.decide import PINNED, SPLIT, choose_version
+from gateway.routing.live import LivePolicy
 from gateway.routing.policy import ModelPolicy
 from gateway.routing.shadow import ShadowRunner, choose_shadows
 
@@ -59,7 +59,7 @@ class Served:
 
 
 class InferencePipeline:
-    def __init__(self, deployments: Deployments, live: Rollout, drift: DriftService,
+    def __init__(self, deployments: Deployments, live: LivePolicy, drift: DriftService,
                  shadow: ShadowRunner) -> None:
         self._deployments = deployments
         self._live = live

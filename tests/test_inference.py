@@ -19,8 +19,8 @@ from gateway.observability.drift.service import DriftService
 from gateway.observability.metrics import GatewayMetrics
 from gateway.observability.tracing import NO_TRACE
 from gateway.protocol.request import InferRequest, decode_request
-from gateway.rollout import Rollout
 from gateway.routing.decide import FLAG, PINNED, SPLIT
+from gateway.routing.live import LivePolicy
 from gateway.routing.policy import parse_policy
 from gateway.routing.shadow import ShadowRunner
 from gateway.runtime.repository import scan_repository
@@ -55,7 +55,7 @@ def test_decide_and_serve_in_process(tmp_path: Path) -> None:
         deployments = Deployments(settings, repository)
         deployments.load(needed_versions(policy, repository))
         deployments.start_batchers()
-        live = Rollout(tmp_path / "routing.yaml", MODELS, policy, deployments, GatewayMetrics())
+        live = LivePolicy(tmp_path / "routing.yaml", MODELS, policy, deployments, GatewayMetrics())
         drift = DriftService(settings.drift)
         drift.sync({(d.entry.model, d.entry.version): (d.entry.reference_file, d.session.inputs)
                     for d in deployments.all() if d.session is not None})

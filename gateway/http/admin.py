@@ -14,13 +14,13 @@ from starlette.routing import Route
 
 from gateway.errors import BadRequest, Unauthorized
 from gateway.http.responses import json_response
-from gateway.rollout import Rollout
+from gateway.routing.live import LivePolicy
 from gateway.routing.policy import describe_policy
 
 
 class Admin:
-    def __init__(self, rollout: Rollout, token: str) -> None:
-        self.rollout = rollout
+    def __init__(self, live: LivePolicy, token: str) -> None:
+        self.live = live
         self._token = token.encode()
 
     def routes(self) -> list[Route]:
@@ -35,10 +35,10 @@ class Admin:
                                "token in GATEWAY_ADMIN_TOKEN")
 
     def _state(self) -> dict[str, object]:
-        policy = self.rollout.policy
-        return {"source": str(self.rollout.path), "source_sha256": policy.source_sha256,
+        policy = self.live.policy
+        return {"source": str(self.live.path), "source_sha256": policy.source_sha256,
                 "policy": describe_policy(policy),
-                "last_reload": self.rollout.last_reload.to_json()}
+                "last_reload": self.live.last_reload.to_json()}
 
     async def routing(self, request: Request) -> Response:
         self._authorize(request)
@@ -46,7 +46,7 @@ class Admin:
 
     async def reload(self, request: Request) -> Response:
         self._authorize(request)
-        result = await self.rollout.reload(force=True)
+        result = await self.live.reload(force=True)
         if result.result == "error":
             raise BadRequest(f"routing policy rejected, the previous one keeps serving: "
                              f"{result.message}")

@@ -29,8 +29,8 @@ from gateway.observability.tracing import Tracing
 from gateway.protocol.feedback import parse_feedback
 from gateway.protocol.request import InferRequest, decode_request
 from gateway.protocol.response import encode_response
-from gateway.rollout import Rollout
 from gateway.routing.decide import PINNED, SPLIT
+from gateway.routing.live import LivePolicy
 
 logger = logging.getLogger("gateway.feedback")
 SERVER_NAME = "gateway"
@@ -40,7 +40,7 @@ HEADER_LENGTH = "inference-header-content-length"
 
 
 class Endpoints:
-    def __init__(self, deployments: Deployments, rollout: Rollout, pipeline: InferencePipeline,
+    def __init__(self, deployments: Deployments, live: LivePolicy, pipeline: InferencePipeline,
                  metrics: GatewayMetrics, drift: DriftService, tracing: Tracing,
                  feedback: FeedbackService) -> None:
         self.deployments = deployments
@@ -48,7 +48,7 @@ class Endpoints:
         self.feedback = feedback
         self.tracing = tracing
         self.drift = drift
-        self.rollout = rollout
+        self.live_policy = live
         self.metrics = metrics
         self.limits = deployments.settings.limits
 
@@ -78,7 +78,7 @@ class Endpoints:
         if version is not None:
             return self.deployments.find(model, parse_version(version))
         self.deployments.check_model(model)
-        return self.deployments.find(model, self.rollout.version_for_model(model))
+        return self.deployments.find(model, self.live_policy.version_for_model(model))
 
     async def version_drift(self, request: Request) -> Response:
         deployment = self._find(request)
@@ -139,7 +139,7 @@ class Endpoints:
         """503 while a routed model has no ready version with traffic (SPEC 3); other versions
         that are not serving are named in the body either way."""
         problems = self.deployments.problems()
-        out = self.rollout.out_of_service()
+        out = self.live_policy.out_of_service()
         if out:
             raise Unavailable("not ready: " + "; ".join(out + problems), retry_after_s=5)
         return json_response({"ready": True, "not_serving": problems})

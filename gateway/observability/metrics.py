@@ -109,6 +109,10 @@ class GatewayMetrics:
         so the request path only moves its own counter."""
         self.registry.register(_InflightCollector(source))
 
+    def show_config_in_force(self) -> None:
+        """The routing file on disk is the policy in force again (a rejected edit undone)."""
+        self.config_in_force.set(1)
+
     def count_reload(self, success: bool) -> None:
         self.config_reloads.labels("success" if success else "error").inc()
         self.config_in_force.set(1 if success else 0)

@@ -1,7 +1,7 @@
 """The routing policy in force, and its live reload (SPEC section 4).
 
-One `Rollout` per gateway holds the current Policy, an immutable snapshot: a request reads
-`rollout.policy` once and decides on that object, so it sees the old policy or the new, never a
+One `LivePolicy` per gateway holds the current Policy, an immutable snapshot: a request reads
+`live.policy` once and decides on that object, so it sees the old policy or the new, never a
 mix. A reload reads the file, parses it whole, loads and warms up the versions it newly needs,
 then swaps the one reference; versions no longer named are taken out of lookups at once and
 unloaded when the last request holding them has its answer. An invalid policy (unreadable file,
@@ -55,7 +55,7 @@ def read_policy_file(path: Path) -> str:
             from exc
 
 
-class Rollout:
+class LivePolicy:
     def __init__(self, path: Path, repository_root: Path, policy: Policy,
                  deployments: Deployments, metrics: GatewayMetrics,
                  on_applied: Callable[[], None] = lambda: None) -> None:
@@ -118,7 +118,7 @@ class Rollout:
             if (not force and sha == self.policy.source_sha256
                     and self.last_reload.result == "error"):
                 # A rejected edit undone: the file is the policy in force again.
-                self._metrics.config_in_force.set(1)
+                self._metrics.show_config_in_force()
                 self.last_reload = ReloadResult("success", "the file is back to the policy in "
                                                 "force", time.time(), sha)
                 logger.info("routing file is back to the policy in force")
@@ -160,7 +160,7 @@ class Rollout:
             for deployment in added:
                 self._deployments.remove(deployment.entry.model, deployment.entry.version)
             raise PolicyError("; ".join(f"{d.name} cannot be loaded: {d.error}" for d in failed))
-        self._deployments.repository = repository
+        self._deployments.use_repository(repository)
         self._deployments.start_batchers()
         self.policy = policy  # the swap: one reference, read once per request
         for deployment in self._deployments.all():
