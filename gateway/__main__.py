@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # watchfiles logs every change of the routing folder at INFO; the reload says what it did.
+    logging.getLogger("watchfiles.main").setLevel(logging.WARNING)
     commands_table = {"serve": serve, "check": check}
     try:
         return commands_table[args.command](args)

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
-from gateway.batching.batcher import RunFunction, Tensors
+from gateway.batching.batcher import RunFunction
 from gateway.deployments import Deployments, needed_versions
 from gateway.errors import GatewayError
 from gateway.http.admin import Admin
@@ -39,6 +39,7 @@ from gateway.routing.shadow import ShadowRunner, ShadowTarget
 from gateway.routing.watch import watch_folder_of
 from gateway.runtime.repository import Repository, scan_repository
 from gateway.settings import Settings
+from gateway.tensors import Tensors
 
 logger = logging.getLogger("gateway")
 ADMIN_TOKEN_VARIABLE = "GATEWAY_ADMIN_TOKEN"

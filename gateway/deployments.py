@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnxruntime as ort
 
-from gateway.batching.batcher import Batcher, BatchingLimits, BatchObserver, Tensors
+from gateway.batching.batcher import Batcher, BatchingLimits, BatchObserver
 from gateway.batching.execution import choose_execution, time_call
 from gateway.errors import (
     BadRequest,
@@ -28,11 +28,12 @@ from gateway.errors import (
     shown,
 )
 from gateway.protocol.sample import SampleError, read_sample
-from gateway.routing.policy import Policy
+from gateway.routing.policy import Policy, default_version
 from gateway.runtime.providers import choose_providers
 from gateway.runtime.repository import Repository, VersionEntry, version_number
 from gateway.runtime.session import LoadError, ModelSession, load_session, warm_up
 from gateway.settings import Settings
+from gateway.tensors import Tensors
 
 logger = logging.getLogger("gateway")
 
@@ -76,7 +77,7 @@ def needed_versions(policy: Policy, repository: Repository) -> dict[str, frozens
     """Model -> versions to load: those the policy names, else the model's highest version."""
     needed = {model: p.versions() for model, p in policy.models.items()}
     for model, versions in repository.items():
-        needed.setdefault(model, frozenset({max(versions)}))
+        needed.setdefault(model, frozenset({default_version(None, versions)}))
     return needed
 
 

@@ -21,7 +21,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.batching.batcher import Tensors
 from gateway.deployments import Deployments
 from gateway.observability.drift.service import DriftService
 from gateway.observability.metrics import NO_VERSION
@@ -30,8 +29,9 @@ from gateway.protocol.request import InferRequest
 from gateway.protocol.validate import check_request
 from gateway.routing.decide import PINNED, SPLIT, choose_version
 from gateway.routing.live import LivePolicy
-from gateway.routing.policy import ModelPolicy
+from gateway.routing.policy import ModelPolicy, default_version
 from gateway.routing.shadow import ShadowRunner, choose_shadows
+from gateway.tensors import Tensors
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ class InferencePipeline:
         if pinned is not None:
             version, route = pinned, PINNED
         elif model_policy is None:
-            version, route = max(versions), SPLIT
+            version, route = default_version(None, versions), SPLIT
         else:
             choice = choose_version(model_policy, headers, parameters,
                                     self._deployments.ready_versions(model))

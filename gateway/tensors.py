@@ -11,6 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+Tensors = dict[str, np.ndarray]
+"""Tensor name -> array: a request's inputs or a model's outputs."""
+
 
 @dataclass(frozen=True)
 class Datatype:

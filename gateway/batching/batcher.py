@@ -6,8 +6,8 @@ requests arrive faster than that delay: see `_worth_waiting`), merges the
 waiting requests along the first dimension into one onnxruntime call, and splits the outputs back.
 A full queue refuses at once (503); a request whose deadline passes while queued gets 504; a request
 larger than `max_batch_size` runs alone; if a merged call fails, its requests are retried one by
-one so that only the faulty one fails. One batch per version runs at a time, in a worker thread,
-so the event loop keeps serving while onnxruntime computes, and arrivals gather into the next batch.
+one so that only the faulty one fails. One batch per version runs at a time; while it runs on the
+version's thread the event loop keeps serving, and arrivals gather into the next batch.
 
 Where a batch runs: on the version's own thread (`executor` given; onnxruntime releases the GIL),
 or inline on the event loop (`executor` None) for models whose whole batch takes microseconds,
@@ -28,22 +28,22 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gateway.errors import GatewayError, QueueTimeout, Unavailable
+from gateway.tensors import Tensors
 
 logger = logging.getLogger("gateway.batching")
 
 _GAP_WEIGHT = 0.1
 """Weight of the newest inter-arrival gap in the moving average."""
 _GAP_CAP_S = 1.0
+"""Gaps are counted at most this long, so an idle spell does not hide the next burst for long."""
 _YIELD_WEIGHT = 0.2
 """Weight of the newest wait's outcome in the moving average of company gained per wait."""
 _PROBE_EVERY = 16
 """While waits gain no company, still wait once in this many batches, to notice load coming."""
-"""Gaps are counted at most this long, so an idle spell does not hide the next burst for long."""
 _TIMER_RESOLUTION_S = 0.002
 """Event-loop timers fire in whole milliseconds (uvloop rounds a 500 µs wait down to zero), so
 the last stretch of a wait shorter than this polls the loop instead of setting a timer."""
 
-Tensors = dict[str, np.ndarray]
 RunFunction = Callable[[Tensors], Tensors]
 _Outcome = tuple[Tensors | None, Exception | None]
 
@@ -113,10 +113,6 @@ class Batcher:
         self._wait_yield = 1.0
         """Moving average of the requests that joined during a wait for company."""
         self._skipped_waits = 0
-
-    @property
-    def queued(self) -> int:
-        return len(self._queue)
 
     def start(self) -> None:
         self._worker = asyncio.get_running_loop().create_task(self._work(), name=self.name)

@@ -1,8 +1,11 @@
 """Where a version's batches run: inline on the event loop, or on a thread of the version's own.
 
 Handing a call to a thread and back costs the event loop about 100 µs of CPU on this class of
-machine (measured in loadtests/), so a model whose full batch takes less than that is faster run
-inline; a slower model runs on its own thread, so a long inference never stalls the event loop.
+machine (measured in loadtests/), so a model whose full batch is that short is faster run inline.
+`auto` runs inline a full batch measured at up to `INLINE_MAX_S` (200 µs): the longest stall of
+the event loop it accepts in exchange for that hop. A slower model runs on its own thread, so a
+long inference never stalls the event loop; and an inline version still runs a request larger
+than the batch it was timed with on a thread (see the batcher).
 """
 
 from __future__ import annotations

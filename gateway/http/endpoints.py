@@ -16,7 +16,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import __version__
-from gateway.batching.batcher import Tensors
 from gateway.deployments import Deployment, Deployments, parse_version
 from gateway.errors import BadRequest, GatewayError, NotFound, Unavailable
 from gateway.http.body import read_body
@@ -31,8 +30,9 @@ from gateway.protocol.request import InferRequest, decode_request
 from gateway.protocol.response import encode_response
 from gateway.routing.decide import PINNED, SPLIT
 from gateway.routing.live import LivePolicy
+from gateway.tensors import Tensors
 
-logger = logging.getLogger("gateway.feedback")
+logger = logging.getLogger("gateway.http")
 SERVER_NAME = "gateway"
 EXTENSIONS = ["binary_tensor_data"]
 PLATFORM = "onnxruntime_onnx"

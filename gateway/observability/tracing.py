@@ -63,7 +63,6 @@ class Tracing:
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         self._provider = provider
         self.tracer = provider.get_tracer("gateway")
-        self.clock = Clock()
         endpoint = next(environ[n] for n in _ENDPOINT_VARIABLES if environ.get(n))
         logger.info("tracing on: OTLP/HTTP spans to %s", endpoint)
 
@@ -98,14 +97,6 @@ class Clock:
 
     def ns(self, perf_s: float) -> int:
         return self._epoch_ns + int((perf_s - self._perf_s) * 1e9)
-
-
-def trace_id_of(span: trace.Span | None) -> str:
-    """Hex trace id of a recording span, else '-' (for the access log)."""
-    if span is None:
-        return "-"
-    context = span.get_span_context()
-    return format(context.trace_id, "032x") if context.is_valid else "-"
 
 
 class RequestTrace:

@@ -17,6 +17,7 @@ import numpy as np
 import orjson
 
 from gateway.errors import BadRequest, shown
+from gateway.runtime.repository import version_number
 
 _KEYS = frozenset({"label", "version", "prediction", "id"})
 _NUMBERS = frozenset({int, float})
@@ -115,8 +116,7 @@ def _versions(values: list[Any], where: np.ndarray, known: frozenset[int]) -> np
     def valid(value: Any) -> bool:
         if type(value) is int:
             return value in known
-        return isinstance(value, str) and value.isascii() and value.isdigit() \
-            and not value.startswith("0") and len(value) <= 10 and int(value) in known
+        return isinstance(value, str) and version_number(value) in known
 
     if not all(map(valid, named)):
         index = int(np.flatnonzero(where)[_offender(named, valid)])

@@ -26,7 +26,13 @@ from pathlib import Path
 from gateway.deployments import Deployments, needed_versions
 from gateway.errors import ConfigError
 from gateway.observability.metrics import GatewayMetrics
-from gateway.routing.policy import Policy, PolicyError, parse_policy, primary_version
+from gateway.routing.policy import (
+    Policy,
+    PolicyError,
+    default_version,
+    parse_policy,
+    weighted_versions,
+)
 from gateway.runtime.repository import Fingerprint, repository_fingerprint, scan_repository
 
 logger = logging.getLogger("gateway.routing")
@@ -78,10 +84,8 @@ class LivePolicy:
     def version_for_model(self, model: str) -> int:
         """The version unversioned metadata and readiness describe: the policy's primary, or
         the highest version of a model the policy does not name."""
-        model_policy = self.policy.models.get(model)
-        if model_policy is not None:
-            return primary_version(model_policy)
-        return max(self._deployments.repository[model])
+        return default_version(self.policy.models.get(model),
+                               self._deployments.repository[model])
 
     def out_of_service(self) -> list[str]:
         """One line per model that cannot answer unpinned requests: none of its versions with
@@ -90,9 +94,7 @@ class LivePolicy:
         on Kubernetes a canary failing at start-up would otherwise make every new pod unready."""
         lines = []
         for model, versions in self._deployments.repository.items():
-            model_policy = self.policy.models.get(model)
-            weighted = (frozenset(t.version for t in model_policy.traffic if t.weight > 0)
-                        if model_policy is not None else frozenset({max(versions)}))
+            weighted = weighted_versions(self.policy.models.get(model), versions)
             if not weighted & self._deployments.ready_versions(model):
                 lines.append(f"model '{model}': no version with traffic is ready (version"
                              f"{'s' if len(weighted) > 1 else ''} "

@@ -7,6 +7,7 @@ A reload builds a new Policy and swaps one reference; nothing mutates a policy i
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -201,3 +202,16 @@ def describe_policy(policy: Policy) -> dict[str, Any]:
 def primary_version(policy: ModelPolicy) -> int:
     """The version with the most traffic (the higher version on a tie)."""
     return max(policy.traffic, key=lambda t: (t.weight, t.version)).version
+
+
+def default_version(policy: ModelPolicy | None, versions: Iterable[int]) -> int:
+    """The version unversioned requests and metadata mean: the policy's primary, or the highest
+    version of a model the policy does not name (SPEC 2: it is served at its highest)."""
+    return primary_version(policy) if policy is not None else max(versions)
+
+
+def weighted_versions(policy: ModelPolicy | None, versions: Iterable[int]) -> frozenset[int]:
+    """The versions that take unpinned traffic: weight > 0, or the default of an unnamed model."""
+    if policy is None:
+        return frozenset({default_version(None, versions)})
+    return frozenset(t.version for t in policy.traffic if t.weight > 0)

@@ -21,11 +21,11 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 
 from gateway.routing.policy import ModelPolicy
+from gateway.tensors import Tensors
 
 logger = logging.getLogger("gateway.shadow")
 
 AGREE, DISAGREE, ERROR, DROPPED = "agree", "disagree", "error", "dropped"
-Tensors = dict[str, np.ndarray]
 
 
 def choose_shadows(policy: ModelPolicy, draw: Callable[[], float] = random.random) -> list[int]:

@@ -17,8 +17,6 @@ from pathlib import Path
 import watchfiles
 
 logger = logging.getLogger("gateway.routing")
-# watchfiles logs every change at INFO; the reload says what it did with them.
-logging.getLogger("watchfiles.main").setLevel(logging.WARNING)
 
 POLL_MS = 1000
 DEBOUNCE_MS = 50

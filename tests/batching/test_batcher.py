@@ -12,11 +12,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gateway.batching.batcher import Batcher, BatchingLimits, BatchTiming, Tensors
+from gateway.batching.batcher import Batcher, BatchingLimits, BatchTiming
 from gateway.deployments import classify_inference_error
 from gateway.errors import InferenceFailed, QueueTimeout, Unavailable
 from gateway.runtime.repository import scan_repository
 from gateway.runtime.session import ModelSession, load_session
+from gateway.tensors import Tensors
 from tests.conftest import MODEL, MODELS, sample_rows
 
 SESSION = load_session(scan_repository(MODELS)[MODEL][1], ["CPUExecutionProvider"], 1, 1)

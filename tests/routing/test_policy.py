@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from gateway.routing.policy import PolicyError, parse_policy
+from gateway.routing.policy import PolicyError, default_version, parse_policy, weighted_versions
 from gateway.runtime.repository import scan_repository
 from tests.conftest import MODEL, MODELS, ROOT
 
@@ -79,3 +79,13 @@ def test_invalid_policies_name_the_key_and_the_problem(text: str, fragment: str)
 def test_missing_traffic_is_named() -> None:
     with pytest.raises(PolicyError, match="models.breast-cancer: needs 'traffic'"):
         parse_policy("models: {breast-cancer: {sticky_key: x}}", REPOSITORY)
+
+
+def test_the_default_and_the_weighted_versions_of_named_and_unnamed_models() -> None:
+    named = parse_policy("models: {breast-cancer: {traffic: [{version: 1, weight: 0}, "
+                         "{version: 2, weight: 70}, {version: 3, weight: 30}]}}", REPOSITORY)
+    policy = named.models["breast-cancer"]
+    assert default_version(policy, [1, 2, 3]) == 2  # the primary, not the highest
+    assert weighted_versions(policy, [1, 2, 3]) == {2, 3}
+    assert default_version(None, [1, 4, 2]) == 4  # a model the policy does not name
+    assert weighted_versions(None, [1, 4, 2]) == {4}
