@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -29,6 +29,24 @@ LATENCY_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                      0.25, 0.5, 1.0, 2.5, 5.0)
 QUEUE_BUCKETS_S = (0.00001, 0.000025, 0.00005, *LATENCY_BUCKETS_S)
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+
+
+Metric = TypeVar("Metric", Counter, Histogram)
+
+
+class _Children(Generic[Metric]):
+    """A metric family's children by label values, each made once: `labels()` takes a lock and
+    validates its values on every call, which the request path would pay per request."""
+
+    def __init__(self, family: Metric) -> None:
+        self._family: Metric = family
+        self._children: dict[tuple[str, ...], Metric] = {}
+
+    def get(self, values: tuple[str, ...]) -> Metric:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._family.labels(*values)
+        return child
 
 
 class GatewayMetrics:
@@ -65,24 +83,15 @@ class GatewayMetrics:
             ["model", "version"], buckets=LATENCY_BUCKETS_S, registry=r)
         self.batch_size = Histogram("gateway_batch_size", "Rows per onnxruntime call.",
                                     ["model", "version"], buckets=BATCH_SIZE_BUCKETS, registry=r)
-        self._request_children: dict[tuple[str, str, str, str], Counter] = {}
-        self._duration_children: dict[tuple[str, str, str], Histogram] = {}
-        self._shadow_children: dict[tuple[str, str, str], Counter] = {}
+        self._request_children = _Children(self.requests)
+        self._duration_children = _Children(self.request_duration)
+        self._shadow_children = _Children(self.shadow_requests)
 
     def observe_request(self, model: str, version: str, route: str, code: int,
                         duration_s: float) -> None:
-        key = (model, version, route, str(code))
-        child = self._request_children.get(key)
-        if child is None:
-            child = self._request_children[key] = self.requests.labels(*key)
-        child.inc()
+        self._request_children.get((model, version, route, str(code))).inc()
         if code < 400:
-            duration_key = (model, version, route)
-            histogram = self._duration_children.get(duration_key)
-            if histogram is None:
-                histogram = self._duration_children[duration_key] = \
-                    self.request_duration.labels(*duration_key)
-            histogram.observe(duration_s)
+            self._duration_children.get((model, version, route)).observe(duration_s)
 
     def batch_observer(self, model: str, version: int) -> BatchObserver:
         """The per-batch callback of one version's batcher, its children bound once."""
@@ -118,11 +127,7 @@ class GatewayMetrics:
         self.config_in_force.set(1 if success else 0)
 
     def count_shadow(self, model: str, version: int, result: str) -> None:
-        key = (model, str(version), result)
-        child = self._shadow_children.get(key)
-        if child is None:
-            child = self._shadow_children[key] = self.shadow_requests.labels(*key)
-        child.inc()
+        self._shadow_children.get((model, str(version), result)).inc()
 
     def set_weights(self, weights: dict[str, dict[int, float]]) -> None:
         """Replace every route weight with those of the policy now in force."""

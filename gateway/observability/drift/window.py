@@ -14,37 +14,54 @@ import numpy as np
 from gateway.observability.drift.histograms import Binner, Counts
 
 
+class Ring:
+    """The slot arithmetic of a ring of `size` rows: where the next rows go, and which rows
+    they push out."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.filled = 0
+        self._next = 0
+
+    def advance(self, rows: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The slots of `rows` new rows and the filled slots they overwrite; None when the new
+        rows alone fill the ring (their last `size` then take every slot)."""
+        if rows >= self.size:
+            self.filled, self._next = self.size, 0
+            return None
+        slots = (self._next + np.arange(rows)) % self.size
+        evicted = slots if self.filled == self.size else slots[slots < self.filled]
+        self.filled = min(self.size, self.filled + rows)
+        self._next = (self._next + rows) % self.size
+        return slots, evicted
+
+
 class SlidingWindow:
     def __init__(self, binner: Binner, window_rows: int) -> None:
         self.binner = binner
         self.window_rows = window_rows
         self._codes = np.empty((window_rows, len(binner.columns)), dtype=np.int32)
-        self._filled = 0
-        self._next = 0
+        self._ring = Ring(window_rows)
         self._histogram = np.zeros(binner.total_slots, dtype=np.int64)
 
     def add_codes(self, codes: np.ndarray) -> None:
-        size = self.window_rows
-        if len(codes) >= size:  # the batch alone fills the window
-            codes = codes[-size:]
+        placed = self._ring.advance(len(codes))
+        if placed is None:  # the batch alone fills the window
+            codes = codes[-self.window_rows:]
             self._codes[:] = codes
             self._histogram = self.binner.histogram(codes)
-            self._filled, self._next = size, 0
             return
-        slots = (self._next + np.arange(len(codes))) % size
-        evicted = slots if self._filled == size else slots[slots < self._filled]
+        slots, evicted = placed
         if len(evicted):
             self._histogram -= self.binner.histogram(self._codes[evicted])
         self._codes[slots] = codes
         self._histogram += self.binner.histogram(codes)
-        self._filled = min(size, self._filled + len(codes))
-        self._next = (self._next + len(codes)) % size
 
     def add(self, values: np.ndarray) -> None:
         self.add_codes(self.binner.codes(values))
 
     def total(self) -> Counts:
-        return self.binner.split(self._histogram, self._filled)
+        return self.binner.split(self._histogram, self._ring.filled)
 
 
 class ValueWindow:
@@ -54,23 +71,19 @@ class ValueWindow:
     def __init__(self, window_rows: int) -> None:
         self.window_rows = window_rows
         self._values = np.empty(window_rows, dtype=np.float64)
-        self._filled = 0
-        self._next = 0
+        self._ring = Ring(window_rows)
 
     def add(self, values: np.ndarray) -> None:
-        size = self.window_rows
-        if len(values) >= size:
-            self._values[:] = values[-size:]
-            self._filled, self._next = size, 0
-            return
-        slots = (self._next + np.arange(len(values))) % size
-        self._values[slots] = values
-        self._filled = min(size, self._filled + len(values))
-        self._next = (self._next + len(values)) % size
+        placed = self._ring.advance(len(values))
+        if placed is None:
+            self._values[:] = values[-self.window_rows:]
+        else:
+            self._values[placed[0]] = values
 
     @property
     def rows(self) -> int:
-        return self._filled
+        return self._ring.filled
 
     def mean(self) -> float | None:
-        return float(self._values[:self._filled].mean()) if self._filled else None
+        filled = self._ring.filled
+        return float(self._values[:filled].mean()) if filled else None

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from gateway.observability.drift.histograms import Binner, column_from_profile
-from gateway.observability.drift.window import SlidingWindow, ValueWindow
+from gateway.observability.drift.window import Ring, SlidingWindow, ValueWindow
 
 PROFILES = [{"name": "a", "kind": "numeric", "edges": [-1.0, 0.0, 1.0], "counts": [1] * 4},
             {"name": "b", "kind": "categorical", "categories": [0, 1, 2], "counts": [1] * 3}]
@@ -44,3 +44,14 @@ def test_the_value_window_keeps_exactly_the_last_values(batch_sizes: list[int]) 
         last = np.concatenate(seen)[-20:]
         assert window.rows == len(last)
         assert window.mean() == pytest.approx(float(last.mean()), abs=1e-12)
+
+
+def test_the_ring_places_rows_and_names_the_ones_pushed_out() -> None:
+    ring = Ring(4)
+    slots, evicted = ring.advance(3)
+    assert slots.tolist() == [0, 1, 2] and evicted.tolist() == [] and ring.filled == 3
+    slots, evicted = ring.advance(3)
+    assert slots.tolist() == [3, 0, 1] and evicted.tolist() == [0, 1] and ring.filled == 4
+    assert ring.advance(4) is None and ring.filled == 4  # the rows alone fill it
+    slots, evicted = ring.advance(1)
+    assert slots.tolist() == [0] and evicted.tolist() == [0]
