@@ -32,10 +32,10 @@ from gateway.inference import InferencePipeline
 from gateway.observability.drift.service import DriftService
 from gateway.observability.feedback import FeedbackService
 from gateway.observability.metrics import GatewayMetrics
+from gateway.observability.shadow import ShadowRunner, ShadowTarget
 from gateway.observability.tracing import Tracing
 from gateway.routing.live import LivePolicy, read_policy_file
 from gateway.routing.policy import Policy, parse_policy
-from gateway.routing.shadow import ShadowRunner, ShadowTarget
 from gateway.routing.watch import watch_folder_of
 from gateway.runtime.repository import Repository, scan_repository
 from gateway.settings import Settings

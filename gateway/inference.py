@@ -24,13 +24,14 @@ from typing import Any
 from gateway.deployments import Deployments
 from gateway.observability.drift.service import DriftService
 from gateway.observability.metrics import NO_VERSION
+from gateway.observability.shadow import ShadowRunner
 from gateway.observability.tracing import RequestTrace
 from gateway.protocol.request import InferRequest
 from gateway.protocol.validate import check_request
 from gateway.routing.decide import PINNED, SPLIT, choose_version
 from gateway.routing.live import LivePolicy
 from gateway.routing.policy import ModelPolicy, default_version
-from gateway.routing.shadow import ShadowRunner, choose_shadows
+from gateway.routing.shadow import choose_shadows
 from gateway.tensors import Tensors
 
 

@@ -17,12 +17,12 @@ from gateway.errors import BadRequest, NotFound
 from gateway.inference import InferencePipeline
 from gateway.observability.drift.service import DriftService
 from gateway.observability.metrics import GatewayMetrics
+from gateway.observability.shadow import ShadowRunner
 from gateway.observability.tracing import NO_TRACE
 from gateway.protocol.request import InferRequest, decode_request
 from gateway.routing.decide import FLAG, PINNED, SPLIT
 from gateway.routing.live import LivePolicy
 from gateway.routing.policy import parse_policy
-from gateway.routing.shadow import ShadowRunner
 from gateway.runtime.repository import scan_repository
 from gateway.settings import DriftSettings, Settings
 from tests.conftest import MODEL, MODELS, sample_rows
