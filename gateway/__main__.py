@@ -39,14 +39,13 @@ def serve(args: argparse.Namespace) -> int:
 
 def check(args: argparse.Namespace) -> int:
     """Validate config, policy and every model version the policy needs; one line per problem."""
-    from gateway.app import build_gateway
-    from gateway.deployments import needed_versions
+    from gateway.app import Gateway
 
     settings = _settings(args)
-    gateway = build_gateway(settings)
-    gateway.deployments.load(needed_versions(gateway.policy, gateway.repository))
+    gateway = Gateway(settings)
+    gateway.load()
     problems = gateway.deployments.problems()
-    if not gateway.repository:
+    if not gateway.deployments.repository:
         problems.append(f"{settings.model_repository}: no models in the repository")
     for note in gateway.skipped:  # named, not counted: a stray folder stops nothing serving
         print(f"skipped: {note}")

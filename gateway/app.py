@@ -8,7 +8,6 @@ import gc
 import logging
 import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -35,38 +34,14 @@ from gateway.observability.metrics import GatewayMetrics
 from gateway.observability.shadow import ShadowRunner, ShadowTarget
 from gateway.observability.tracing import Tracing
 from gateway.routing.live import LivePolicy, read_policy_file
-from gateway.routing.policy import Policy, parse_policy
+from gateway.routing.policy import parse_policy
 from gateway.routing.watch import watch_folder_of
-from gateway.runtime.repository import Repository, scan_repository
+from gateway.runtime.repository import scan_repository
 from gateway.settings import Settings
 from gateway.tensors import Tensors
 
 logger = logging.getLogger("gateway")
 ADMIN_TOKEN_VARIABLE = "GATEWAY_ADMIN_TOKEN"
-
-
-@dataclass
-class Gateway:
-    """Everything one gateway instance owns; two can live in one process."""
-
-    settings: Settings
-    repository: Repository
-    policy: Policy
-    deployments: Deployments
-    skipped: list[str]
-    """Folders of the repository that are neither a model nor a version, and why."""
-
-
-def build_gateway(settings: Settings, metrics: GatewayMetrics | None = None) -> Gateway:
-    """Scan the repository and read the policy; models load at start-up (see `create_app`)."""
-    skipped: list[str] = []
-    repository = scan_repository(settings.model_repository, skipped)
-    for note in skipped:
-        logger.warning("model repository %s: %s", settings.model_repository, note)
-    policy = parse_policy(read_policy_file(settings.routing), repository)
-    deployments = Deployments(settings, repository,
-                              metrics.batch_observer if metrics is not None else None)
-    return Gateway(settings, repository, policy, deployments, skipped)
 
 
 def _shadow_target(deployments: Deployments) -> ShadowTarget:
@@ -84,67 +59,96 @@ def _shadow_target(deployments: Deployments) -> ShadowTarget:
     return target
 
 
-def create_app(settings: Settings, admin_token: str | None = None) -> Starlette:
-    """The ASGI app; `admin_token` defaults to env GATEWAY_ADMIN_TOKEN (no token: no admin)."""
-    metrics = GatewayMetrics()
-    gateway = build_gateway(settings, metrics)
-    deployments = gateway.deployments
-    metrics.count_inflight(deployments.inflight_by_model)
-    tracing = Tracing(settings.tracing.service_name)
-    shadow = ShadowRunner(_shadow_target(deployments), metrics.count_shadow,
-                          tracer=tracing.tracer)
-    drift = DriftService(settings.drift)
-    metrics.registry.register(drift.collector())
-    feedback = FeedbackService(settings.drift.window_rows)
-    metrics.registry.register(feedback.collector(drift.threshold))
+class Gateway:
+    """Everything one gateway instance owns, made here and run by `start` / `stop` (read as
+    uvicorn's startup, main loop and shutdown); two can live in one process."""
 
-    def track_served_versions() -> None:
-        drift.sync({(d.entry.model, d.entry.version): (d.entry.reference_file, d.session.inputs)
-                    for d in deployments.all() if d.session is not None})
-        feedback.sync(deployments.repository)
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.skipped: list[str] = []
+        """Folders of the repository that are neither a model nor a version, and why."""
+        repository = scan_repository(settings.model_repository, self.skipped)
+        for note in self.skipped:
+            logger.warning("model repository %s: %s", settings.model_repository, note)
+        policy = parse_policy(read_policy_file(settings.routing), repository)
+        self.metrics = metrics = GatewayMetrics()
+        self.deployments = deployments = Deployments(settings, repository,
+                                                     metrics.batch_observer)
+        metrics.count_inflight(deployments.inflight_by_model)
+        self.tracing = Tracing(settings.tracing.service_name)
+        self.shadow = ShadowRunner(_shadow_target(deployments), metrics.count_shadow,
+                                   tracer=self.tracing.tracer)
+        self.drift = DriftService(settings.drift)
+        metrics.registry.register(self.drift.collector())
+        self.feedback = FeedbackService(settings.drift.window_rows)
+        metrics.registry.register(self.feedback.collector(self.drift.threshold))
+        self.live = LivePolicy(settings.routing, settings.model_repository, policy, deployments,
+                               metrics, on_applied=self._track_served_versions)
+        self.pipeline = InferencePipeline(deployments, self.live, self.drift, self.shadow)
+        self._stop_watching = asyncio.Event()
+        self._watcher: asyncio.Task[None] | None = None
 
-    live = LivePolicy(settings.routing, settings.model_repository, gateway.policy, deployments,
-                      metrics, on_applied=track_served_versions)
+    def load(self) -> None:
+        """Load every version the policy in force needs (blocking: off the event loop)."""
+        self.deployments.load(needed_versions(self.live.policy, self.deployments.repository))
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await asyncio.to_thread(deployments.load,
-                                needed_versions(gateway.policy, gateway.repository))
-        deployments.start_batchers()
-        for problem in deployments.problems():
+    async def start(self) -> None:
+        """Load, start the batchers and the background workers, and watch the routing file."""
+        await asyncio.to_thread(self.load)
+        self.deployments.start_batchers()
+        for problem in self.deployments.problems():
             logger.error("not serving %s", problem)
-        live.publish()
-        shadow.start()
-        drift.start()
+        self.live.publish()
+        self.shadow.start()
+        self.drift.start()
         # What start-up made (sessions, modules, tables) lives as long as the process: freezing
         # it keeps the collector's full passes from walking it again and again under load.
         gc.freeze()
-        stop = asyncio.Event()
-        watcher = asyncio.create_task(
-            watch_folder_of(settings.routing, live.reload, stop), name="watch")
+        self._watcher = asyncio.create_task(
+            watch_folder_of(self.settings.routing, self.live.reload, self._stop_watching),
+            name="watch")
+
+    async def stop(self) -> None:
+        """In order: stop watching, end the workers, unload, finish queued requests, flush spans."""
+        self._stop_watching.set()
+        if self._watcher is not None:
+            await self._watcher
+        await self.shadow.stop()
+        await self.drift.stop()
+        await self.live.stop()
+        await self.deployments.stop()
+        await asyncio.to_thread(self.tracing.shutdown)
+
+    def _track_served_versions(self) -> None:
+        self.drift.sync({(d.entry.model, d.entry.version): (d.entry.reference_file,
+                                                            d.session.inputs)
+                         for d in self.deployments.all() if d.session is not None})
+        self.feedback.sync(self.deployments.repository)
+
+
+def create_app(settings: Settings, admin_token: str | None = None) -> Starlette:
+    """The ASGI app; `admin_token` defaults to env GATEWAY_ADMIN_TOKEN (no token: no admin)."""
+    gateway = Gateway(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await gateway.start()
         try:
             yield
         finally:
-            stop.set()
-            await watcher
-            await shadow.stop()
-            await drift.stop()
-            await live.stop()
-            await deployments.stop()
-            await asyncio.to_thread(tracing.shutdown)
+            await gateway.stop()
 
-    pipeline = InferencePipeline(deployments, live, drift, shadow)
-    routes: list[BaseRoute] = list(Endpoints(deployments, live, pipeline, metrics, drift,
-                                             tracing, feedback).routes())
+    routes: list[BaseRoute] = list(Endpoints(
+        gateway.deployments, gateway.live, gateway.pipeline, gateway.metrics, gateway.drift,
+        gateway.tracing, gateway.feedback).routes())
     token = admin_token if admin_token is not None else os.environ.get(ADMIN_TOKEN_VARIABLE)
     if token:
-        routes += Admin(live, token).routes()
+        routes += Admin(gateway.live, token).routes()
     routes.append(openapi_route(openapi_document(admin=bool(token))))
-    app = Starlette(
+    return Starlette(
         routes=routes,
         middleware=[Middleware(RequestMiddleware, access_log=settings.server.access_log)],
         exception_handlers={GatewayError: on_gateway_error, HTTPException: on_http_exception,
                             Exception: on_unexpected_error},
         lifespan=lifespan,
     )
-    return app
