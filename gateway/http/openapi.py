@@ -110,6 +110,33 @@ def _get(summary: str, ok: dict[str, Any], *errors: int,
                     "responses": {"200": ok, **_errors(*errors)}}}
 
 
+_FEEDBACK = {
+    "summary": "Ground-truth labels, each with the version and prediction it was served "
+               "(SPEC section 8); the batch is taken whole or not at all",
+    "parameters": [_MODEL],
+    "requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "required": ["feedback"], "additionalProperties": False,
+        "properties": {"feedback": {"type": "array", "items": {
+            "type": "object", "required": ["label"], "additionalProperties": False,
+            "properties": {"label": {}, "version": {}, "prediction": {},
+                           "id": {"type": "string", "nullable": True}}}}}}}}},
+    "responses": {"200": _json({"type": "object", "required": ["accepted"],
+                                "properties": {"accepted": {"type": "integer"}}},
+                               "the rows counted"),
+                  **_errors(400, 404, 413)}}
+
+
+def _admin_paths() -> dict[str, Any]:
+    secured: dict[str, Any] = {"security": [{"bearer": []}]}
+    state = _json({"type": "object",
+                   "required": ["source", "source_sha256", "policy", "last_reload"]},
+                  "the policy in force and the last reload")
+    return {"/admin/routing": {"get": {"summary": "The routing policy in force", **secured,
+                                       "responses": {"200": state, **_errors(401)}}},
+            "/admin/reload": {"post": {"summary": "Reload routing.yaml now", **secured,
+                                       "responses": {"200": state, **_errors(400, 401)}}}}
+
+
 def openapi_document(admin: bool) -> dict[str, Any]:
     """The document; the admin paths only when they exist (GATEWAY_ADMIN_TOKEN set)."""
     metadata = _json(_JSON_OBJECT, "model metadata")
@@ -139,34 +166,14 @@ def openapi_document(admin: bool) -> dict[str, Any]:
         "/v2/models/{model}/versions/{version}/drift": _get(
             "Drift report of a version (SPEC section 5)", _json(_DRIFT_REPORT, "drift report"),
             404, 503, parameters=(_MODEL, _VERSION)),
-        "/v2/models/{model}/feedback": {"post": {
-            "summary": "Ground-truth labels, each with the version and prediction it was served "
-                       "(SPEC section 8); the batch is taken whole or not at all",
-            "parameters": [_MODEL],
-            "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                "type": "object", "required": ["feedback"], "additionalProperties": False,
-                "properties": {"feedback": {"type": "array", "items": {
-                    "type": "object", "required": ["label"], "additionalProperties": False,
-                    "properties": {"label": {}, "version": {}, "prediction": {},
-                                   "id": {"type": "string", "nullable": True}}}}}}}}},
-            "responses": {"200": _json({"type": "object", "required": ["accepted"],
-                                        "properties": {"accepted": {"type": "integer"}}},
-                                       "the rows counted"),
-                          **_errors(400, 404, 413)}}},
+        "/v2/models/{model}/feedback": {"post": _FEEDBACK},
         "/metrics": {"get": {"summary": "Prometheus metrics (SPEC section 6)", "responses": {
             "200": {"description": "Prometheus text format",
                     "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
         "/openapi.json": _get("This document", _json(_JSON_OBJECT, "OpenAPI 3.0")),
     }
     if admin:
-        secured: dict[str, Any] = {"security": [{"bearer": []}]}
-        state = _json({"type": "object",
-                       "required": ["source", "source_sha256", "policy", "last_reload"]},
-                      "the policy in force and the last reload")
-        paths["/admin/routing"] = {"get": {"summary": "The routing policy in force", **secured,
-                                           "responses": {"200": state, **_errors(401)}}}
-        paths["/admin/reload"] = {"post": {"summary": "Reload routing.yaml now", **secured,
-                                           "responses": {"200": state, **_errors(400, 401)}}}
+        paths.update(_admin_paths())
     return {
         "openapi": "3.0.3",
         "info": {"title": "gateway", "version": __version__,

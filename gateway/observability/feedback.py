@@ -27,6 +27,7 @@ from prometheus_client.registry import Collector
 from gateway.observability.drift.histograms import Binner, Column, column_from_profile
 from gateway.observability.drift.stats import drift_statistics
 from gateway.observability.drift.window import SlidingWindow, ValueWindow
+from gateway.observability.metrics import FamilyTable, make_families
 from gateway.protocol.feedback import FeedbackBatch, LabelSpace
 from gateway.runtime.repository import Repository
 
@@ -198,64 +199,62 @@ class _FeedbackCollector(Collector):
         """model -> PSI threshold (the drift settings' per-model value)."""
 
     def collect(self) -> Iterator[Any]:
-        mv = ["model", "version"]
-        rows = CounterMetricFamily("gateway_feedback_rows", "Labelled rows received.", labels=mv)
-        correct = CounterMetricFamily("gateway_feedback_correct_rows",
-                                      "Labelled rows whose prediction equals the label.",
-                                      labels=mv)
-        accuracy = GaugeMetricFamily("gateway_live_accuracy",
-                                     "Accuracy over the version's last labelled rows.", labels=mv)
-        mae = GaugeMetricFamily("gateway_live_mae",
-                                "Mean absolute error over the version's last labelled rows.",
-                                labels=mv)
-        ref_accuracy = GaugeMetricFamily("gateway_reference_accuracy",
-                                         "The manifest's held-out accuracy.", labels=mv)
-        ref_mae = GaugeMetricFamily("gateway_reference_mae", "The manifest's held-out MAE.",
-                                    labels=mv)
-        window = GaugeMetricFamily("gateway_feedback_window_rows",
-                                   "Labelled rows in the version's performance window.",
-                                   labels=mv)
-        label_rows = CounterMetricFamily("gateway_label_rows", "Labels received, by class.",
-                                         labels=["model", "label"])
-        label_psi = GaugeMetricFamily("gateway_label_drift_psi",
-                                      "PSI of the recent labels against the training labels.",
-                                      labels=["model"])
-        label_js = GaugeMetricFamily("gateway_label_drift_js",
-                                     "Jensen-Shannon distance of the recent labels.",
-                                     labels=["model"])
-        label_window = GaugeMetricFamily("gateway_label_window_rows",
-                                         "Labels in the model's label drift window.",
-                                         labels=["model"])
-        label_threshold = GaugeMetricFamily("gateway_label_drift_psi_threshold",
-                                            "PSI at or above which the labels count as drifted.",
-                                            labels=["model"])
+        f = make_families(_FAMILIES)
         for feedback in self.service.all():
             model = feedback.model
-            rows.add_metric([model, NO_VERSION], feedback.unlabelled_rows)
-            live_family, ref_family = ((accuracy, ref_accuracy) if feedback.space.classifier
-                                       else (mae, ref_mae))
+            f["rows"].add_metric([model, NO_VERSION], feedback.unlabelled_rows)
+            live_family, ref_family = ((f["accuracy"], f["ref_accuracy"])
+                                       if feedback.space.classifier
+                                       else (f["mae"], f["ref_mae"]))
             for version, reference in sorted(feedback.reference.items()):
                 if reference is not None:
                     ref_family.add_metric([model, str(version)], reference)
             for version, performance in sorted(feedback.versions.items()):
                 key = [model, str(version)]
-                rows.add_metric(key, performance.rows)
+                f["rows"].add_metric(key, performance.rows)
                 if feedback.space.classifier:
-                    correct.add_metric(key, performance.correct)
+                    f["correct"].add_metric(key, performance.correct)
                 live = performance.window.mean()
                 if live is not None:
                     live_family.add_metric(key, live)
-                window.add_metric(key, performance.window.rows)
+                f["window"].add_metric(key, performance.window.rows)
             if feedback.space.classifier:
                 for category, count in zip([*map(str, feedback.space.categories), UNSEEN],
                                            feedback.label_counts, strict=True):
-                    label_rows.add_metric([model, category], int(count))
+                    f["label_rows"].add_metric([model, category], int(count))
             threshold = self.thresholds(model)
             report = feedback.labels_report(threshold)
-            label_window.add_metric([model], report["window_rows"])
-            label_threshold.add_metric([model], threshold)
+            f["label_window"].add_metric([model], report["window_rows"])
+            f["label_threshold"].add_metric([model], threshold)
             if report["psi"] is not None:
-                label_psi.add_metric([model], report["psi"])
-                label_js.add_metric([model], report["js"])
-        yield from (rows, correct, accuracy, mae, ref_accuracy, ref_mae, window, label_rows,
-                    label_psi, label_js, label_window, label_threshold)
+                f["label_psi"].add_metric([model], report["psi"])
+                f["label_js"].add_metric([model], report["js"])
+        yield from f.values()
+
+
+_MV = ["model", "version"]
+_FAMILIES: FamilyTable = {
+    "rows": (CounterMetricFamily, "gateway_feedback_rows", "Labelled rows received.", _MV),
+    "correct": (CounterMetricFamily, "gateway_feedback_correct_rows",
+                "Labelled rows whose prediction equals the label.", _MV),
+    "accuracy": (GaugeMetricFamily, "gateway_live_accuracy",
+                 "Accuracy over the version's last labelled rows.", _MV),
+    "mae": (GaugeMetricFamily, "gateway_live_mae",
+            "Mean absolute error over the version's last labelled rows.", _MV),
+    "ref_accuracy": (GaugeMetricFamily, "gateway_reference_accuracy",
+                     "The manifest's held-out accuracy.", _MV),
+    "ref_mae": (GaugeMetricFamily, "gateway_reference_mae", "The manifest's held-out MAE.", _MV),
+    "window": (GaugeMetricFamily, "gateway_feedback_window_rows",
+               "Labelled rows in the version's performance window.", _MV),
+    "label_rows": (CounterMetricFamily, "gateway_label_rows", "Labels received, by class.",
+                   ["model", "label"]),
+    "label_psi": (GaugeMetricFamily, "gateway_label_drift_psi",
+                  "PSI of the recent labels against the training labels.", ["model"]),
+    "label_js": (GaugeMetricFamily, "gateway_label_drift_js",
+                 "Jensen-Shannon distance of the recent labels.", ["model"]),
+    "label_window": (GaugeMetricFamily, "gateway_label_window_rows",
+                     "Labels in the model's label drift window.", ["model"]),
+    "label_threshold": (GaugeMetricFamily, "gateway_label_drift_psi_threshold",
+                        "PSI at or above which the labels count as drifted.", ["model"]),
+}
+"""The feedback counters and gauges, by the name `collect` fills them under."""

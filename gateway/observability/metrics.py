@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from gateway.batching.batcher import BatchObserver
@@ -29,6 +29,17 @@ LATENCY_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                      0.25, 0.5, 1.0, 2.5, 5.0)
 QUEUE_BUCKETS_S = (0.00001, 0.000025, 0.00005, *LATENCY_BUCKETS_S)
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+
+
+ScrapeFamily = GaugeMetricFamily | CounterMetricFamily
+FamilyTable = dict[str, tuple[type[ScrapeFamily], str, str, list[str]]]
+"""Short name -> (kind, metric name, help, labels) of the families a collector fills."""
+
+
+def make_families(table: FamilyTable) -> dict[str, ScrapeFamily]:
+    """Fresh families for one scrape, by the short names of `table`."""
+    return {key: kind(name, text, labels=labels)
+            for key, (kind, name, text, labels) in table.items()}
 
 
 Metric = TypeVar("Metric", Counter, Histogram)

@@ -129,6 +129,34 @@ def _versions(values: list[Any], where: np.ndarray, known: frozenset[int]) -> np
 
 def parse_feedback(body: bytes, space: LabelSpace, known_versions: frozenset[int],
                    max_items: int) -> FeedbackBatch:
+    items = _items(body, max_items)
+    labels = _values("label", [item["label"] for item in items], space)
+    has_version = np.array([item.get("version") is not None for item in items], dtype=bool)
+    has_prediction = np.array([item.get("prediction") is not None for item in items],
+                              dtype=bool)
+    if not np.array_equal(has_version, has_prediction):
+        index = int(np.flatnonzero(has_version != has_prediction)[0])
+        raise BadRequest(f"feedback[{index}]: 'version' and 'prediction' come together (the "
+                         "version that answered and what it predicted), or neither; nothing "
+                         "was counted")
+    versions = _versions([item.get("version") for item in items], has_version, known_versions)
+    predictions = np.zeros(len(items), dtype=labels.dtype)  # meaningless where not labelled
+    if has_version.any():
+        predicted = _predictions(items, np.flatnonzero(has_version), space)
+        if space.text:
+            predictions = np.full(len(items), "", dtype=predicted.dtype)
+        predictions[has_version] = predicted
+    ids = [item.get("id") for item in items]
+    if not set(map(type, ids)) <= {str, type(None)}:
+        index = _offender(ids, lambda v: v is None or isinstance(v, str))
+        raise BadRequest(f"feedback[{index}]: 'id' must be a string; nothing was counted")
+    codes = space.encode(labels) if space.classifier else labels
+    return FeedbackBatch(labels, codes, has_version, versions, predictions,
+                         tuple(i for i in ids if i is not None))
+
+
+def _items(body: bytes, max_items: int) -> list[dict[str, Any]]:
+    """The body's items, each an object with a label and no key but the four known ones."""
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -151,40 +179,23 @@ def parse_feedback(body: bytes, space: LabelSpace, known_versions: frozenset[int
                else "needs a 'label'")
         raise BadRequest(f"feedback[{index}] {why} (keys: label, version, prediction, id); "
                          "nothing was counted")
-    labels = _values("label", [item["label"] for item in items], space)
-    has_version = np.array([item.get("version") is not None for item in items], dtype=bool)
-    has_prediction = np.array([item.get("prediction") is not None for item in items],
-                              dtype=bool)
-    if not np.array_equal(has_version, has_prediction):
-        index = int(np.flatnonzero(has_version != has_prediction)[0])
-        raise BadRequest(f"feedback[{index}]: 'version' and 'prediction' come together (the "
-                         "version that answered and what it predicted), or neither; nothing "
-                         "was counted")
-    versions = _versions([item.get("version") for item in items], has_version, known_versions)
-    predictions = np.zeros(len(items), dtype=labels.dtype)  # meaningless where not labelled
-    if has_version.any():
-        labelled = np.flatnonzero(has_version)
-        predicted = _values("prediction", [items[i]["prediction"] for i in labelled], space,
-                            labelled)
-        if space.classifier:
-            # A label outside the classes is news (counted as unseen); a prediction outside
-            # them is not what any version answered, and 0.5 == 0.5 must not count as correct.
-            outside = np.flatnonzero(space.encode(predicted) < 0)
-            if len(outside):
-                index = int(labelled[outside[0]])
-                raise BadRequest(
-                    f"feedback[{index}]: 'prediction' must be one of the classes "
-                    f"{list(space.categories)[:20]}, as the infer response gave it, got "
-                    f"{shown(orjson.dumps(items[index]['prediction']).decode(), 60)}; nothing "
-                    "was counted")
-        if space.text:
-            predictions = np.full(len(items), "", dtype=predicted.dtype)
-        predictions[has_version] = predicted
-    ids = [item.get("id") for item in items]
-    if not set(map(type, ids)) <= {str, type(None)}:
-        index = _offender(ids, lambda v: v is None or isinstance(v, str))
-        raise BadRequest(f"feedback[{index}]: 'id' must be a string; nothing was counted")
-    codes = space.encode(labels) if space.classifier else labels
-    return FeedbackBatch(labels, codes, has_version, versions, predictions,
-                         tuple(i for i in ids if i is not None))
+    return items
 
+
+def _predictions(items: list[dict[str, Any]], labelled: np.ndarray,
+                 space: LabelSpace) -> np.ndarray:
+    """The labelled items' predictions; a classifier's must be one of its classes."""
+    predicted = _values("prediction", [items[i]["prediction"] for i in labelled], space,
+                        labelled)
+    if space.classifier:
+        # A label outside the classes is news (counted as unseen); a prediction outside them
+        # is not what any version answered, and 0.5 == 0.5 must not count as correct.
+        outside = np.flatnonzero(space.encode(predicted) < 0)
+        if len(outside):
+            index = int(labelled[outside[0]])
+            raise BadRequest(
+                f"feedback[{index}]: 'prediction' must be one of the classes "
+                f"{list(space.categories)[:20]}, as the infer response gave it, got "
+                f"{shown(orjson.dumps(items[index]['prediction']).decode(), 60)}; nothing "
+                "was counted")
+    return predicted

@@ -80,20 +80,37 @@ def decode_request(body: bytes, header_length: str | None, max_elements: int,
         raise BadRequest(f"request body is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise BadRequest("request body must be a JSON object with an 'inputs' list")
-    no_strings: bool | None = None  # proven lazily, for the first input that needs the proof
     request_id = doc.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise BadRequest("'id' must be a string")
+    parameters = _request_parameters(doc)
+    inputs, datatypes = _decode_inputs(doc, header, binary, max_elements, known_inputs)
+    outputs = _requested_outputs(doc.get("outputs"))
+    return InferRequest(request_id, parameters, inputs, datatypes, outputs,
+                        parameters.get("binary_data_output", False))
+
+
+def _request_parameters(doc: dict[str, Any]) -> dict[str, Any]:
     parameters = _mapping(doc.get("parameters"), "request 'parameters'")
     timeout = parameters.get("timeout")
     if timeout is not None and (not isinstance(timeout, int) or isinstance(timeout, bool)
                                 or timeout < 0):
         raise BadRequest("parameter 'timeout' must be a non-negative integer of microseconds")
+    if not isinstance(parameters.get("binary_data_output", False), bool):
+        raise BadRequest("parameter 'binary_data_output' must be true or false")
+    return parameters
+
+
+def _decode_inputs(doc: dict[str, Any], header: bytes, binary: memoryview, max_elements: int,
+                   known_inputs: Collection[str] | None,
+                   ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Each input's array, shaped as declared, and its declared datatype, by name."""
     raw_inputs = doc.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise BadRequest("'inputs' must be a non-empty list of tensors")
     inputs: dict[str, np.ndarray] = {}
     datatypes: dict[str, str] = {}
+    no_strings: list[bool] = []  # proven once, for the first input that needs the proof
     offset = 0
     for position, raw in enumerate(raw_inputs):
         name, datatype, shape, params = _tensor_header(raw, position)
@@ -105,37 +122,36 @@ def decode_request(body: bytes, header_length: str | None, max_elements: int,
         count = _element_count(name, shape, max_elements)
         size = params.get("binary_data_size")
         if size is not None:
-            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-                raise BadRequest(f"input {shown(name)}: binary_data_size must be a non-negative "
-                                 "integer")
-            if offset + size > len(binary):
-                raise BadRequest(f"input {shown(name)} declares binary_data_size {size} but only "
-                                 f"{len(binary) - offset} binary bytes remain in the body")
-            array = _from_binary(name, datatype, binary[offset:offset + size], count)
+            array = _from_binary(name, datatype, _binary_part(name, size, binary, offset), count)
             offset += size
+        elif "data" not in raw:
+            raise BadRequest(f"input {shown(name)} has neither 'data' nor a binary_data_size "
+                             "parameter")
         else:
-            if "data" not in raw:
-                raise BadRequest(f"input {shown(name)} has neither 'data' nor a binary_data_size "
-                                 "parameter")
             # NumPy may infer the data's type itself when the widest array it could make (a
             # fixed-width string array, count x the longest string) is small anyway, or when
             # the request's quotes prove there is no string in it; else each element is checked.
             trusted = count * 4 * len(header) <= SAFE_INFERENCE_BYTES
             if not trusted:
-                if no_strings is None:
-                    no_strings = no_strings_in_data(doc, header)
-                trusted = no_strings
+                if not no_strings:
+                    no_strings.append(no_strings_in_data(doc, header))
+                trusted = no_strings[0]
             array = array_from_json(name, datatype, raw["data"], count, trusted)
         inputs[name] = array.reshape(shape)
         datatypes[name] = datatype.name
     if offset != len(binary):
         raise BadRequest(f"the body has {len(binary) - offset} binary bytes that no input's "
                          "binary_data_size accounts for")
-    outputs = _requested_outputs(doc.get("outputs"))
-    binary_default = parameters.get("binary_data_output", False)
-    if not isinstance(binary_default, bool):
-        raise BadRequest("parameter 'binary_data_output' must be true or false")
-    return InferRequest(request_id, parameters, inputs, datatypes, outputs, binary_default)
+    return inputs, datatypes
+
+
+def _binary_part(name: str, size: Any, binary: memoryview, offset: int) -> memoryview:
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise BadRequest(f"input {shown(name)}: binary_data_size must be a non-negative integer")
+    if offset + size > len(binary):
+        raise BadRequest(f"input {shown(name)} declares binary_data_size {size} but only "
+                         f"{len(binary) - offset} binary bytes remain in the body")
+    return binary[offset:offset + size]
 
 
 def _mapping(value: Any, what: str) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from gateway.observability.drift.monitor import DriftMonitor
+from gateway.observability.metrics import FamilyTable, ScrapeFamily, make_families
 from gateway.settings import DriftSettings
 from gateway.tensors import Tensors, TensorSpec
 
@@ -214,64 +215,62 @@ class _DriftCollector(Collector):
         self.service = service
 
     def collect(self) -> Iterator[Any]:
-        labels = ["model", "version", "feature"]
-        psi = GaugeMetricFamily("gateway_drift_psi", "PSI of a feature against its reference.",
-                                labels=labels)
-        js = GaugeMetricFamily("gateway_drift_js", "Jensen-Shannon distance of a feature.",
-                               labels=labels)
-        ks = GaugeMetricFamily("gateway_drift_ks", "KS distance of a feature's binned CDF.",
-                               labels=labels)
-        prediction = GaugeMetricFamily("gateway_prediction_drift_psi",
-                                       "PSI of a model output against its reference.",
-                                       labels=["model", "version", "output"])
-        window = GaugeMetricFamily("gateway_drift_window_rows", "Rows in the drift window.",
-                                   labels=["model", "version"])
-        bins = GaugeMetricFamily(
-            "gateway_drift_window_bin_count",
-            "Rows of the drift window in each bin of a feature (sum across replicas for "
-            "fleet-wide drift: gateway:fleet_drift_psi).", labels=["model", "version", "feature",
-                                                                   "bin"])
-        reference = GaugeMetricFamily(
-            "gateway_drift_reference_bin_share",
-            "Share of the training rows in each bin of a feature (reference.json).",
-            labels=["model", "version", "feature", "bin"])
-        failed = CounterMetricFamily("gateway_drift_failed_folds",
-                                     "Gatherings the drift monitor could not fold (see the log).",
-                                     labels=["model", "version"])
-        nan_share = GaugeMetricFamily(
-            "gateway_drift_nan_share",
-            "Share of the drift window's rows in which a feature is NaN (missing).",
-            labels=labels)
-        threshold = GaugeMetricFamily("gateway_drift_psi_threshold",
-                                      "PSI at or above which a feature counts as drifted.",
-                                      labels=["model", "version"])
-        dropped = CounterMetricFamily("gateway_drift_dropped_rows_total",
-                                      "Rows not monitored because the drift buffer was full.",
-                                      labels=["model", "version"])
+        f = make_families(_FAMILIES)
         for tracked in self.service.tracked_reports():
             key = [tracked.model, str(tracked.version)]
-            dropped.add_metric(key, tracked.dropped_rows)
-            threshold.add_metric(key, tracked.psi_threshold)
-            failed.add_metric(key, tracked.failed_folds)
+            f["dropped"].add_metric(key, tracked.dropped_rows)
+            f["threshold"].add_metric(key, tracked.psi_threshold)
+            f["failed"].add_metric(key, tracked.failed_folds)
             if tracked.window_bins is not None:
-                _add_bins(bins, reference, key, tracked.monitor, tracked.window_bins)
+                _add_bins(f["bins"], f["reference"], key, tracked.monitor, tracked.window_bins)
             report = tracked.report
             if report is None:
                 continue
-            window.add_metric(key, report["window_rows"])
+            f["window"].add_metric(key, report["window_rows"])
             for feature in report["features"]:
-                for family, stat in ((psi, "psi"), (js, "js"), (ks, "ks"),
-                                     (nan_share, "nan_share")):
+                for stat in ("psi", "js", "ks", "nan_share"):
                     if feature[stat] is not None:
-                        family.add_metric([*key, feature["name"]], feature[stat])
+                        f[stat].add_metric([*key, feature["name"]], feature[stat])
             for output in report["outputs"]:
                 if output["psi"] is not None:
-                    prediction.add_metric([*key, output["name"]], output["psi"])
-        yield from (psi, js, ks, nan_share, prediction, window, threshold, dropped, failed, bins,
-                    reference)
+                    f["prediction"].add_metric([*key, output["name"]], output["psi"])
+        yield from f.values()
 
 
-def _add_bins(bins: GaugeMetricFamily, reference: GaugeMetricFamily, key: list[str],
+_VERSION = ["model", "version"]
+_FEATURE = ["model", "version", "feature"]
+_FAMILIES: FamilyTable = {
+    "psi": (GaugeMetricFamily, "gateway_drift_psi", "PSI of a feature against its reference.",
+            _FEATURE),
+    "js": (GaugeMetricFamily, "gateway_drift_js", "Jensen-Shannon distance of a feature.",
+           _FEATURE),
+    "ks": (GaugeMetricFamily, "gateway_drift_ks", "KS distance of a feature's binned CDF.",
+           _FEATURE),
+    "nan_share": (GaugeMetricFamily, "gateway_drift_nan_share",
+                  "Share of the drift window's rows in which a feature is NaN (missing).",
+                  _FEATURE),
+    "prediction": (GaugeMetricFamily, "gateway_prediction_drift_psi",
+                   "PSI of a model output against its reference.",
+                   ["model", "version", "output"]),
+    "window": (GaugeMetricFamily, "gateway_drift_window_rows", "Rows in the drift window.",
+               _VERSION),
+    "threshold": (GaugeMetricFamily, "gateway_drift_psi_threshold",
+                  "PSI at or above which a feature counts as drifted.", _VERSION),
+    "dropped": (CounterMetricFamily, "gateway_drift_dropped_rows_total",
+                "Rows not monitored because the drift buffer was full.", _VERSION),
+    "failed": (CounterMetricFamily, "gateway_drift_failed_folds",
+               "Gatherings the drift monitor could not fold (see the log).", _VERSION),
+    "bins": (GaugeMetricFamily, "gateway_drift_window_bin_count",
+             "Rows of the drift window in each bin of a feature (sum across replicas for "
+             "fleet-wide drift: gateway:fleet_drift_psi).", [*_FEATURE, "bin"]),
+    "reference": (GaugeMetricFamily, "gateway_drift_reference_bin_share",
+                  "Share of the training rows in each bin of a feature (reference.json).",
+                  [*_FEATURE, "bin"]),
+}
+"""The drift gauges and counters, by the name `collect` fills them under."""
+
+
+def _add_bins(bins: ScrapeFamily, reference: ScrapeFamily, key: list[str],
               monitor: DriftMonitor, counts: np.ndarray) -> None:
     """One sample per feature and bin: the window's count and the reference's share."""
     binner = monitor.features.binner
