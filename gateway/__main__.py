@@ -44,8 +44,8 @@ def check(args: argparse.Namespace) -> int:
     settings = _settings(args)
     gateway = Gateway(settings)
     gateway.load()
-    problems = gateway.deployments.problems()
-    if not gateway.deployments.repository:
+    problems = gateway.registry.problems()
+    if not gateway.registry.repository:
         problems.append(f"{settings.model_repository}: no models in the repository")
     for note in gateway.skipped:  # named, not counted: a stray folder stops nothing serving
         print(f"skipped: {note}")
@@ -54,7 +54,7 @@ def check(args: argparse.Namespace) -> int:
     if problems:
         return 1
     served = ", ".join(f"{d.entry.model}/{d.entry.version} ({d.session.provider})"
-                       for d in gateway.deployments.all() if d.session is not None)
+                       for d in gateway.registry.all() if d.session is not None)
     print(f"ok: {settings.source}, {settings.routing.name}; serving {served}")
     return 0
 

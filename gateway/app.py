@@ -15,7 +15,6 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
 from gateway.batching.batcher import RunFunction
-from gateway.deployments import Deployments, needed_versions
 from gateway.errors import GatewayError
 from gateway.http.admin import Admin
 from gateway.http.endpoints import Endpoints
@@ -28,14 +27,16 @@ from gateway.http.responses import (
     openapi_route,
 )
 from gateway.inference import InferencePipeline
+from gateway.lifecycle import Lifecycle
 from gateway.observability.drift.service import DriftService
 from gateway.observability.feedback import FeedbackService
 from gateway.observability.metrics import GatewayMetrics
 from gateway.observability.shadow import ShadowRunner, ShadowTarget
 from gateway.observability.tracing import Tracing
 from gateway.routing.live import LivePolicy, read_policy_file
-from gateway.routing.policy import parse_policy
+from gateway.routing.policy import needed_versions, parse_policy
 from gateway.routing.watch import watch_folder_of
+from gateway.runtime.registry import Registry
 from gateway.runtime.repository import scan_repository
 from gateway.settings import Settings
 from gateway.tensors import Tensors
@@ -44,9 +45,9 @@ logger = logging.getLogger("gateway")
 ADMIN_TOKEN_VARIABLE = "GATEWAY_ADMIN_TOKEN"
 
 
-def _shadow_target(deployments: Deployments) -> ShadowTarget:
+def _shadow_target(registry: Registry) -> ShadowTarget:
     def target(model: str, version: int) -> tuple[RunFunction, str | None] | None:
-        found = deployments.versions_of(model).get(version)
+        found = registry.versions_of(model).get(version)
         if found is None:
             return None  # unloaded since it was queued: the policy no longer names it
         if found.session is None:
@@ -72,31 +73,31 @@ class Gateway:
             logger.warning("model repository %s: %s", settings.model_repository, note)
         policy = parse_policy(read_policy_file(settings.routing), repository)
         self.metrics = metrics = GatewayMetrics()
-        self.deployments = deployments = Deployments(settings, repository,
-                                                     metrics.batch_observer)
-        metrics.count_inflight(deployments.inflight_by_model)
+        self.registry = registry = Registry(repository)
+        self.lifecycle = Lifecycle(settings, registry, metrics.batch_observer)
+        metrics.count_inflight(registry.inflight_by_model)
         self.tracing = Tracing(settings.tracing.service_name)
-        self.shadow = ShadowRunner(_shadow_target(deployments), metrics.count_shadow,
+        self.shadow = ShadowRunner(_shadow_target(registry), metrics.count_shadow,
                                    tracer=self.tracing.tracer)
         self.drift = DriftService(settings.drift)
         metrics.registry.register(self.drift.collector())
         self.feedback = FeedbackService(settings.drift.window_rows)
         metrics.registry.register(self.feedback.collector(self.drift.threshold))
-        self.live = LivePolicy(settings.routing, settings.model_repository, policy, deployments,
+        self.live = LivePolicy(settings.routing, settings.model_repository, policy, self.lifecycle,
                                metrics, on_applied=self._track_served_versions)
-        self.pipeline = InferencePipeline(deployments, self.live, self.drift, self.shadow)
+        self.pipeline = InferencePipeline(registry, settings, self.live, self.drift, self.shadow)
         self._stop_watching = asyncio.Event()
         self._watcher: asyncio.Task[None] | None = None
 
     def load(self) -> None:
         """Load every version the policy in force needs (blocking: off the event loop)."""
-        self.deployments.load(needed_versions(self.live.policy, self.deployments.repository))
+        self.lifecycle.load(needed_versions(self.live.policy, self.registry.repository))
 
     async def start(self) -> None:
         """Load, start the batchers and the background workers, and watch the routing file."""
         await asyncio.to_thread(self.load)
-        self.deployments.start_batchers()
-        for problem in self.deployments.problems():
+        self.lifecycle.start_batchers()
+        for problem in self.registry.problems():
             logger.error("not serving %s", problem)
         self.live.publish()
         self.shadow.start()
@@ -116,14 +117,14 @@ class Gateway:
         await self.shadow.stop()
         await self.drift.stop()
         await self.live.stop()
-        await self.deployments.stop()
+        await self.lifecycle.stop()
         await asyncio.to_thread(self.tracing.shutdown)
 
     def _track_served_versions(self) -> None:
         self.drift.sync({(d.entry.model, d.entry.version): (d.entry.reference_file,
                                                             d.session.inputs)
-                         for d in self.deployments.all() if d.session is not None})
-        self.feedback.sync(self.deployments.repository)
+                         for d in self.registry.all() if d.session is not None})
+        self.feedback.sync(self.registry.repository)
 
 
 def create_app(settings: Settings, admin_token: str | None = None) -> Starlette:
@@ -139,7 +140,8 @@ def create_app(settings: Settings, admin_token: str | None = None) -> Starlette:
             await gateway.stop()
 
     routes: list[BaseRoute] = list(Endpoints(
-        gateway.deployments, gateway.live, gateway.pipeline, gateway.metrics, gateway.drift,
+        gateway.registry, settings.limits, gateway.live, gateway.pipeline, gateway.metrics,
+        gateway.drift,
         gateway.tracing, gateway.feedback).routes())
     token = admin_token if admin_token is not None else os.environ.get(ADMIN_TOKEN_VARIABLE)
     if token:

@@ -21,7 +21,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.deployments import Deployments
 from gateway.observability.drift.service import DriftService
 from gateway.observability.metrics import NO_VERSION
 from gateway.observability.shadow import ShadowRunner
@@ -32,6 +31,8 @@ from gateway.routing.decide import PINNED, SPLIT, choose_version
 from gateway.routing.live import LivePolicy
 from gateway.routing.policy import ModelPolicy, default_version
 from gateway.routing.shadow import choose_shadows
+from gateway.runtime.registry import Registry
+from gateway.settings import Settings
 from gateway.tensors import Tensors
 
 
@@ -60,24 +61,24 @@ class Served:
 
 
 class InferencePipeline:
-    def __init__(self, deployments: Deployments, live: LivePolicy, drift: DriftService,
+    def __init__(self, registry: Registry, settings: Settings, live: LivePolicy,
+                 drift: DriftService,
                  shadow: ShadowRunner) -> None:
-        self._deployments = deployments
+        self._registry = registry
         self._live = live
         self._drift = drift
         self._shadow = shadow
-        settings = deployments.settings
         self._max_batch_rows = settings.limits.max_batch_rows
         self._default_timeout_us = settings.batching.default_timeout_us
 
     def input_names(self, model: str) -> frozenset[str] | None:
         """Every input name the model's loaded versions take (None: none is loaded)."""
-        return self._deployments.input_names(model)
+        return self._registry.input_names(model)
 
     def decide(self, model: str, pinned: int | None, headers: Mapping[str, str],
                parameters: Mapping[str, Any]) -> Decision:
         """The version a request goes to; NotFound when the model is not (or no longer) there."""
-        versions = self._deployments.check_model(model)
+        versions = self._registry.check_model(model)
         model_policy = self._live.policy.models.get(model)
         if pinned is not None:
             version, route = pinned, PINNED
@@ -85,7 +86,7 @@ class InferencePipeline:
             version, route = default_version(None, versions), SPLIT
         else:
             choice = choose_version(model_policy, headers, parameters,
-                                    self._deployments.ready_versions(model))
+                                    self._registry.ready_versions(model))
             version, route = choice.version, choice.route
         return Decision(model, version, route, version in versions, model_policy)
 
@@ -93,7 +94,7 @@ class InferencePipeline:
                     trace: RequestTrace) -> Served:
         """Run the request on the decided version; then drift and shadows see it."""
         model, version = decision.model, decision.version
-        deployment = self._deployments.find(model, version)
+        deployment = self._registry.find(model, version)
         session, batcher = deployment.session, deployment.batcher
         assert session is not None and batcher is not None
         deployment.inflight += 1

@@ -12,9 +12,9 @@ import onnxruntime as ort
 import orjson
 import pytest
 
-from gateway.deployments import Deployments, needed_versions
 from gateway.errors import BadRequest, NotFound
 from gateway.inference import InferencePipeline
+from gateway.lifecycle import Lifecycle
 from gateway.observability.drift.service import DriftService
 from gateway.observability.metrics import GatewayMetrics
 from gateway.observability.shadow import ShadowRunner
@@ -22,7 +22,8 @@ from gateway.observability.tracing import NO_TRACE
 from gateway.protocol.request import InferRequest, decode_request
 from gateway.routing.decide import FLAG, PINNED, SPLIT
 from gateway.routing.live import LivePolicy
-from gateway.routing.policy import parse_policy
+from gateway.routing.policy import needed_versions, parse_policy
+from gateway.runtime.registry import Registry
 from gateway.runtime.repository import scan_repository
 from gateway.settings import DriftSettings, Settings
 from tests.conftest import MODEL, MODELS, sample_rows
@@ -52,24 +53,25 @@ def test_decide_and_serve_in_process(tmp_path: Path) -> None:
         settings = Settings(model_repository=MODELS, drift=DriftSettings(report_interval_s=0.05))
         repository = scan_repository(MODELS)
         policy = parse_policy(POLICY, repository)
-        deployments = Deployments(settings, repository)
-        deployments.load(needed_versions(policy, repository))
-        deployments.start_batchers()
-        live = LivePolicy(tmp_path / "routing.yaml", MODELS, policy, deployments, GatewayMetrics())
+        registry = Registry(repository)
+        lifecycle = Lifecycle(settings, registry)
+        lifecycle.load(needed_versions(policy, repository))
+        lifecycle.start_batchers()
+        live = LivePolicy(tmp_path / "routing.yaml", MODELS, policy, lifecycle, GatewayMetrics())
         drift = DriftService(settings.drift)
         drift.sync({(d.entry.model, d.entry.version): (d.entry.reference_file, d.session.inputs)
-                    for d in deployments.all() if d.session is not None})
+                    for d in registry.all() if d.session is not None})
         mirrored: list[tuple[int, str]] = []
 
         def target(model: str, version: int) -> tuple[object, str | None]:
-            session = deployments.versions_of(model)[version].session
+            session = registry.versions_of(model)[version].session
             assert session is not None
             return session.run, "label"
 
         shadow = ShadowRunner(target, lambda m, v, result: mirrored.append((v, result)))  # type: ignore[arg-type]
         shadow.start()
         drift.start()
-        pipeline = InferencePipeline(deployments, live, drift, shadow)
+        pipeline = InferencePipeline(registry, settings, live, drift, shadow)
         rows = sample_rows(3)
         try:
             assert pipeline.input_names(MODEL) == frozenset({"input"})
@@ -94,7 +96,7 @@ def test_decide_and_serve_in_process(tmp_path: Path) -> None:
             # Validation refuses before the batcher; the version is held no longer.
             with pytest.raises(BadRequest, match="has shape"):
                 await pipeline.serve(split, infer_request(rows[:, :5]), NO_TRACE)
-            assert deployments.inflight_by_model() == {MODEL: 0}
+            assert registry.inflight_by_model() == {MODEL: 0}
             # Shadows: the two routed requests were mirrored to version 3, the pinned one not.
             await _until(lambda: len(mirrored) == 2)
             assert [v for v, _ in mirrored] == [3, 3]
@@ -103,7 +105,7 @@ def test_decide_and_serve_in_process(tmp_path: Path) -> None:
         finally:
             await shadow.stop()
             await drift.stop()
-            await deployments.stop()
+            await lifecycle.stop()
 
     asyncio.run(scenario())
 

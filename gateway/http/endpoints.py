@@ -16,9 +16,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import __version__
-from gateway.deployments import Deployment, Deployments, parse_version
 from gateway.errors import BadRequest, GatewayError, NotFound, Unavailable
 from gateway.http.body import read_body
+from gateway.http.paths import parse_version
 from gateway.http.responses import JSON, json_response
 from gateway.inference import InferencePipeline
 from gateway.observability.drift.service import DriftService
@@ -30,6 +30,8 @@ from gateway.protocol.request import InferRequest, decode_request
 from gateway.protocol.response import encode_response
 from gateway.routing.decide import PINNED, SPLIT
 from gateway.routing.live import LivePolicy
+from gateway.runtime.registry import Deployment, Registry
+from gateway.settings import LimitSettings
 from gateway.tensors import Tensors
 
 logger = logging.getLogger("gateway.http")
@@ -40,17 +42,18 @@ HEADER_LENGTH = "inference-header-content-length"
 
 
 class Endpoints:
-    def __init__(self, deployments: Deployments, live: LivePolicy, pipeline: InferencePipeline,
+    def __init__(self, registry: Registry, limits: LimitSettings, live: LivePolicy,
+                 pipeline: InferencePipeline,
                  metrics: GatewayMetrics, drift: DriftService, tracing: Tracing,
                  feedback: FeedbackService) -> None:
-        self.deployments = deployments
+        self.registry = registry
         self.pipeline = pipeline
         self.feedback = feedback
         self.tracing = tracing
         self.drift = drift
         self.live_policy = live
         self.metrics = metrics
-        self.limits = deployments.settings.limits
+        self.limits = limits
 
     def routes(self) -> list[Route]:
         return [
@@ -76,9 +79,9 @@ class Endpoints:
         model = request.path_params["model"]
         version = request.path_params.get("version")
         if version is not None:
-            return self.deployments.find(model, parse_version(version))
-        self.deployments.check_model(model)
-        return self.deployments.find(model, self.live_policy.version_for_model(model))
+            return self.registry.find(model, parse_version(version))
+        self.registry.check_model(model)
+        return self.registry.find(model, self.live_policy.version_for_model(model))
 
     async def version_drift(self, request: Request) -> Response:
         deployment = self._find(request)
@@ -99,9 +102,9 @@ class Endpoints:
     async def model_drift(self, request: Request) -> Response:
         """Every loaded version's report, and the model's label drift."""
         model = request.path_params["model"]
-        self.deployments.check_model(model)
+        self.registry.check_model(model)
         reports = [await self.drift.report(model, version)
-                   for version, d in sorted(self.deployments.versions_of(model).items())
+                   for version, d in sorted(self.registry.versions_of(model).items())
                    if d.ready]
         doc: dict[str, Any] = {"model": model, "versions": [
             self._with_performance(r, model, int(r["version"])) for r in reports if r]}
@@ -113,14 +116,14 @@ class Endpoints:
     async def post_feedback(self, request: Request) -> Response:
         """Ground-truth labels, each with the version and prediction it was served (SPEC 8)."""
         model = request.path_params["model"]
-        self.deployments.check_model(model)
+        self.registry.check_model(model)
         body = await read_body(request, self.limits.max_body_bytes)
         feedback = self.feedback.model(model)
         if feedback is None:
             raise BadRequest(f"model '{model}' takes no feedback: "
                              f"{self.feedback.why_not(model)}")
         batch = parse_feedback(body, feedback.space,
-                               frozenset(self.deployments.repository[model]),
+                               frozenset(self.registry.repository[model]),
                                self.limits.max_feedback_items)
         feedback.fold(batch)
         if batch.ids:
@@ -138,7 +141,7 @@ class Endpoints:
     async def ready(self, request: Request) -> Response:
         """503 while a routed model has no ready version with traffic (SPEC 3); other versions
         that are not serving are named in the body either way."""
-        problems = self.deployments.problems()
+        problems = self.registry.problems()
         out = self.live_policy.out_of_service()
         if out:
             raise Unavailable("not ready: " + "; ".join(out + problems), retry_after_s=5)
@@ -156,7 +159,7 @@ class Endpoints:
         if "version" in request.path_params:
             versions = [str(deployment.entry.version)]
         else:
-            versions = [str(v) for v, d in self.deployments.versions_of(model).items() if d.ready]
+            versions = [str(v) for v, d in self.registry.versions_of(model).items() if d.ready]
         doc: dict[str, Any] = {
             "name": model,
             "versions": versions,
@@ -193,7 +196,7 @@ class Endpoints:
         if traced.trace_id is not None:
             request.scope["state"]["trace_id"] = traced.trace_id
         try:
-            self.deployments.check_model(model)
+            self.registry.check_model(model)
             model_label = model
             version = parse_version(pinned) if pinned is not None else None
             body = await read_body(request, self.limits.max_body_bytes)

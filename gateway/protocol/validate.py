@@ -6,7 +6,9 @@ reaches a batch it could poison.
 
 from __future__ import annotations
 
-from gateway.errors import BadRequest, shown
+import onnxruntime as ort
+
+from gateway.errors import BadRequest, GatewayError, InferenceFailed, shown
 from gateway.protocol.request import InferRequest
 from gateway.tensors import TensorSpec
 
@@ -46,3 +48,15 @@ def check_request(request: InferRequest, inputs: tuple[TensorSpec, ...],
             if output.name not in known:
                 raise BadRequest(f"unknown output {shown(output.name)}; the model gives "
                                  f"{', '.join(repr(n) for n in known)}")
+
+
+# onnxruntime's error for inputs it rejects; anything else it raises is the model's fault.
+_ORT_INVALID_ARGUMENT = getattr(ort.capi.onnxruntime_pybind11_state, "InvalidArgument", ValueError)
+
+
+def classify_inference_error(exc: Exception) -> GatewayError:
+    """What onnxruntime raised for a call, as the answer: inputs it rejects are the caller's
+    (400, inputs this check could not see), anything else is the model's (500)."""
+    if isinstance(exc, _ORT_INVALID_ARGUMENT):
+        return BadRequest(f"onnxruntime rejected the inputs: {exc}")
+    return InferenceFailed(f"inference failed: {exc}")

@@ -23,13 +23,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.deployments import Deployments, needed_versions
 from gateway.errors import ConfigError
+from gateway.lifecycle import Lifecycle
 from gateway.observability.metrics import GatewayMetrics
 from gateway.routing.policy import (
     Policy,
     PolicyError,
     default_version,
+    needed_versions,
     parse_policy,
     weighted_versions,
 )
@@ -63,12 +64,13 @@ def read_policy_file(path: Path) -> str:
 
 class LivePolicy:
     def __init__(self, path: Path, repository_root: Path, policy: Policy,
-                 deployments: Deployments, metrics: GatewayMetrics,
+                 lifecycle: Lifecycle, metrics: GatewayMetrics,
                  on_applied: Callable[[], None] = lambda: None) -> None:
         self.path = path
         self._root = repository_root
         self.policy = policy
-        self._deployments = deployments
+        self._lifecycle = lifecycle
+        self._registry = lifecycle.registry
         self._metrics = metrics
         self._on_applied = on_applied
         self._lock = asyncio.Lock()
@@ -85,7 +87,7 @@ class LivePolicy:
         """The version unversioned metadata and readiness describe: the policy's primary, or
         the highest version of a model the policy does not name."""
         return default_version(self.policy.models.get(model),
-                               self._deployments.repository[model])
+                               self._registry.repository[model])
 
     def out_of_service(self) -> list[str]:
         """One line per model that cannot answer unpinned requests: none of its versions with
@@ -93,9 +95,9 @@ class LivePolicy:
         highest version. A failed weight-0, flag or shadow version takes nothing out of service:
         on Kubernetes a canary failing at start-up would otherwise make every new pod unready."""
         lines = []
-        for model, versions in self._deployments.repository.items():
+        for model, versions in self._registry.repository.items():
             weighted = weighted_versions(self.policy.models.get(model), versions)
-            if not weighted & self._deployments.ready_versions(model):
+            if not weighted & self._registry.ready_versions(model):
                 lines.append(f"model '{model}': no version with traffic is ready (version"
                              f"{'s' if len(weighted) > 1 else ''} "
                              f"{', '.join(map(str, sorted(weighted)))})")
@@ -106,7 +108,7 @@ class LivePolicy:
         self._metrics.set_weights({model: {t.version: t.weight for t in p.traffic}
                                    for model, p in self.policy.models.items()})
         self._metrics.set_ready({(d.entry.model, d.entry.version): d.ready
-                                 for d in self._deployments.all()})
+                                 for d in self._registry.all()})
         self._on_applied()
 
     async def reload(self, force: bool = False) -> ReloadResult:
@@ -154,23 +156,23 @@ class LivePolicy:
             logger.warning("model repository %s: %s", self._root, note)
         policy = parse_policy(text, repository)
         needed = needed_versions(policy, repository)
-        added = await asyncio.to_thread(self._deployments.load, needed, repository)
+        added = await asyncio.to_thread(self._lifecycle.load, needed, repository)
         failed = [d for d in added if d.session is None]
         if failed:
             # Rejected whole, so no trace: the versions that did load go too (they have no
             # batcher yet, so nothing but this table holds them).
             for deployment in added:
-                self._deployments.remove(deployment.entry.model, deployment.entry.version)
+                self._registry.remove(deployment.entry.model, deployment.entry.version)
             raise PolicyError("; ".join(f"{d.name} cannot be loaded: {d.error}" for d in failed))
-        self._deployments.use_repository(repository)
-        self._deployments.start_batchers()
+        self._registry.use_repository(repository)
+        self._lifecycle.start_batchers()
         self.policy = policy  # the swap: one reference, read once per request
-        for deployment in self._deployments.all():
+        for deployment in self._registry.all():
             model, version = deployment.entry.model, deployment.entry.version
             if version not in needed.get(model, frozenset()):
-                self._deployments.remove(model, version)
+                self._registry.remove(model, version)
                 self._metrics.forget_version(model, version)
-                task = asyncio.create_task(self._deployments.unload_when_idle(deployment))
+                task = asyncio.create_task(self._lifecycle.unload_when_idle(deployment))
                 self._unloads.add(task)
                 task.add_done_callback(self._unloads.discard)
         self.publish()

@@ -215,3 +215,11 @@ def weighted_versions(policy: ModelPolicy | None, versions: Iterable[int]) -> fr
     if policy is None:
         return frozenset({default_version(None, versions)})
     return frozenset(t.version for t in policy.traffic if t.weight > 0)
+
+
+def needed_versions(policy: Policy, repository: Repository) -> dict[str, frozenset[int]]:
+    """Model -> versions to load: those the policy names, else the model's highest version."""
+    needed = {model: p.versions() for model, p in policy.models.items()}
+    for model, versions in repository.items():
+        needed.setdefault(model, frozenset({default_version(None, versions)}))
+    return needed

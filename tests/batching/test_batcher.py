@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from gateway.batching.batcher import Batcher, BatchingLimits, BatchTiming
-from gateway.deployments import classify_inference_error
 from gateway.errors import InferenceFailed, QueueTimeout, Unavailable
+from gateway.protocol.validate import classify_inference_error
 from gateway.runtime.repository import scan_repository
 from gateway.runtime.session import ModelSession, load_session
 from gateway.tensors import Tensors

@@ -1,11 +1,19 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
-from gateway.routing.policy import PolicyError, default_version, parse_policy, weighted_versions
+from gateway.routing.policy import (
+    PolicyError,
+    default_version,
+    needed_versions,
+    parse_policy,
+    weighted_versions,
+)
 from gateway.runtime.repository import scan_repository
-from tests.conftest import MODEL, MODELS, ROOT
+from tests.conftest import MODEL, MODELS, ROOT, write_echo_model
 
 REPOSITORY = scan_repository(MODELS)
 
@@ -89,3 +97,16 @@ def test_the_default_and_the_weighted_versions_of_named_and_unnamed_models() -> 
     assert weighted_versions(policy, [1, 2, 3]) == {2, 3}
     assert default_version(None, [1, 4, 2]) == 4  # a model the policy does not name
     assert weighted_versions(None, [1, 4, 2]) == {4}
+
+
+SHADOWED = ("models: {breast-cancer: {traffic: [{version: 1, weight: 100}], "
+            "shadow: [{version: 3}]}}")
+
+
+def test_needed_versions_are_the_policys_plus_the_highest_of_unnamed_models(
+        model_repo: Path) -> None:
+    write_echo_model(model_repo, version=1)
+    write_echo_model(model_repo, version=4)
+    repository = scan_repository(model_repo)
+    needed = needed_versions(parse_policy(SHADOWED, repository), repository)
+    assert needed == {MODEL: {1, 3}, "echo": {4}}
