@@ -24,6 +24,7 @@ from gateway.inference import InferencePipeline
 from gateway.observability.drift.service import DriftService
 from gateway.observability.feedback import FeedbackService
 from gateway.observability.metrics import NO_VERSION, UNKNOWN_MODEL, GatewayMetrics
+from gateway.observability.reports import DriftReport
 from gateway.observability.tracing import Tracing
 from gateway.protocol.feedback import parse_feedback
 from gateway.protocol.request import InferRequest, decode_request
@@ -92,8 +93,7 @@ class Endpoints:
                            "reference.json, or drift.enabled is false")
         return json_response(self._with_performance(report, model, version))
 
-    def _with_performance(self, report: dict[str, Any], model: str,
-                          version: int) -> dict[str, Any]:
+    def _with_performance(self, report: DriftReport, model: str, version: int) -> DriftReport:
         feedback = self.feedback.model(model)
         if feedback is not None:
             report["performance"] = feedback.performance(version)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +28,7 @@ from gateway.observability.drift.histograms import Binner, Column, column_from_p
 from gateway.observability.drift.stats import drift_statistics
 from gateway.observability.drift.window import SlidingWindow, ValueWindow
 from gateway.observability.metrics import FamilyTable, make_families
+from gateway.observability.reports import LabelsReport, PerformanceReport
 from gateway.protocol.feedback import FeedbackBatch, LabelSpace
 from gateway.runtime.repository import Repository
 
@@ -117,7 +118,7 @@ class ModelFeedback:
             if self.space.classifier:
                 performance.correct += int(mine.sum())
 
-    def labels_report(self, psi_threshold: float) -> dict[str, Any]:
+    def labels_report(self, psi_threshold: float) -> LabelsReport:
         counts = self.labels.total()
         binner = self.labels.binner
         stats = drift_statistics(binner.reference, counts.bins, binner.offsets)
@@ -128,12 +129,17 @@ class ModelFeedback:
                 "drifted": bool(not empty and psi >= psi_threshold),
                 "unseen": int(counts.unseen[0])}
 
-    def performance(self, version: int) -> dict[str, Any]:
+    def performance(self, version: int) -> PerformanceReport:
         found = self.versions.get(version)
         live = found.window.mean() if found else None
-        return {"labelled_rows": found.window.rows if found else 0,
-                self.metric_name: None if live is None else round(live, 6),
-                "reference": self.reference.get(version)}
+        report: PerformanceReport = {"labelled_rows": found.window.rows if found else 0,
+                                     "reference": self.reference.get(version)}
+        value = None if live is None else round(live, 6)
+        if self.space.classifier:
+            report["accuracy"] = value
+        else:
+            report["mae"] = value
+        return report
 
 
 class FeedbackService:
@@ -178,7 +184,7 @@ class FeedbackService:
     def why_not(self, model: str) -> str:
         return self._missing.get(model, "it has no labels profile")
 
-    def collector(self, thresholds: Any) -> Collector:
+    def collector(self, thresholds: Callable[[str], float]) -> Collector:
         return _FeedbackCollector(self, thresholds)
 
     def all(self) -> list[ModelFeedback]:
@@ -193,7 +199,7 @@ def _held_out(manifest: dict[str, Any]) -> dict[str, float | None]:
 
 
 class _FeedbackCollector(Collector):
-    def __init__(self, service: FeedbackService, thresholds: Any) -> None:
+    def __init__(self, service: FeedbackService, thresholds: Callable[[str], float]) -> None:
         self.service = service
         self.thresholds = thresholds
         """model -> PSI threshold (the drift settings' per-model value)."""
@@ -226,9 +232,10 @@ class _FeedbackCollector(Collector):
             report = feedback.labels_report(threshold)
             f["label_window"].add_metric([model], report["window_rows"])
             f["label_threshold"].add_metric([model], threshold)
-            if report["psi"] is not None:
-                f["label_psi"].add_metric([model], report["psi"])
-                f["label_js"].add_metric([model], report["js"])
+            psi, js = report["psi"], report["js"]
+            if psi is not None and js is not None:
+                f["label_psi"].add_metric([model], psi)
+                f["label_js"].add_metric([model], js)
         yield from f.values()
 
 

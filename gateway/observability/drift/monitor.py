@@ -19,6 +19,7 @@ import numpy as np
 from gateway.observability.drift.histograms import Binner, Column, column_from_profile
 from gateway.observability.drift.stats import drift_statistics
 from gateway.observability.drift.window import SlidingWindow
+from gateway.observability.reports import ColumnReport, WindowReport
 
 _COLUMN = re.compile(r"^(.*)\[(\d+)\]$")
 FOLD_ROWS = 1024
@@ -91,24 +92,23 @@ class DriftMonitor:
             columns.append(array.reshape(rows, -1)[:, index or 0])
         return np.column_stack(columns)
 
-    def report(self, psi_threshold: float = 0.2) -> dict[str, Any]:
+    def report(self, psi_threshold: float = 0.2) -> WindowReport:
         """Window size, reference size, and per feature and output: psi, js, ks, drifted."""
         self.flush()
-        doc: dict[str, Any] = {"window_rows": self.features.total().rows,
-                               "reference_rows": self.reference_rows}
-        doc["features"] = _column_report(self.features, self.feature_columns, psi_threshold)
-        doc["outputs"] = (_column_report(self.outputs, self.output_columns, psi_threshold)
-                          if self.outputs is not None else [])
-        return doc
+        return {"window_rows": self.features.total().rows,
+                "reference_rows": self.reference_rows,
+                "features": _column_report(self.features, self.feature_columns, psi_threshold),
+                "outputs": (_column_report(self.outputs, self.output_columns, psi_threshold)
+                            if self.outputs is not None else [])}
 
 
 def _column_report(window: SlidingWindow, columns: list[Column],
-                   psi_threshold: float) -> list[dict[str, Any]]:
+                   psi_threshold: float) -> list[ColumnReport]:
     live = window.total()
     binner = window.binner
     stats = drift_statistics(binner.reference, live.bins, binner.offsets,
                              binner.reference_nan, live.nan)
-    report = []
+    report: list[ColumnReport] = []
     for i, column in enumerate(columns):
         psi, js, ks = (float(stats[k][i]) for k in ("psi", "js", "ks"))
         report.append({"name": column.name, "psi": _number(psi), "js": _number(js),

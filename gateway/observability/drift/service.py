@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ from prometheus_client.registry import Collector
 
 from gateway.observability.drift.monitor import DriftMonitor
 from gateway.observability.metrics import FamilyTable, ScrapeFamily, make_families
+from gateway.observability.reports import DriftReport, WindowReport
 from gateway.settings import DriftSettings
 from gateway.tensors import Tensors, TensorSpec
 
@@ -53,7 +55,7 @@ class _Tracked:
     buffered_rows: int = 0
     dropped_rows: int = 0
     failed_folds: int = 0
-    report: dict[str, Any] | None = None
+    report: WindowReport | None = None
     window_bins: np.ndarray | None = None
     """The feature window's counts per bin when `report` was made (for fleet-wide drift)."""
 
@@ -83,7 +85,7 @@ class DriftService:
         per_model = self.settings.models.get(model)
         return per_model.psi_threshold if per_model else self.settings.psi_threshold
 
-    def track(self, model: str, version: int, reference_file: Any,
+    def track(self, model: str, version: int, reference_file: Path,
               inputs: tuple[TensorSpec, ...]) -> None:
         """Start monitoring a loaded version (no-op when disabled, already tracked, or without a
         usable profile): untracked versions cost the request path one dict lookup."""
@@ -102,7 +104,7 @@ class DriftService:
         self._tracked[(model, version)] = _Tracked(model, version, monitor, sources,
                                                    self.threshold(model))
 
-    def sync(self, served: dict[tuple[str, int], tuple[Any, tuple[TensorSpec, ...]]]) -> None:
+    def sync(self, served: dict[tuple[str, int], tuple[Path, tuple[TensorSpec, ...]]]) -> None:
         """Track exactly the served versions: (model, version) -> (reference file, inputs)."""
         for key in list(self._tracked):
             if key not in served:
@@ -191,15 +193,16 @@ class DriftService:
                 tracked.report = tracked.monitor.report(tracked.psi_threshold)
                 tracked.window_bins = tracked.monitor.features.total().bins.copy()
 
-    async def report(self, model: str, version: int) -> dict[str, Any] | None:
+    async def report(self, model: str, version: int) -> DriftReport | None:
         """A fresh report of one version (computed on the drift thread), or None if untracked."""
         tracked = self._tracked.get((model, version))
         if tracked is None:
             return None
         async with self._lock:
             doc = tracked.monitor.report(tracked.psi_threshold)
-        return {"model": model, "version": str(version), **doc,
-                "dropped_rows": tracked.dropped_rows}
+        return DriftReport(model=model, version=str(version), window_rows=doc["window_rows"],
+                           reference_rows=doc["reference_rows"], features=doc["features"],
+                           outputs=doc["outputs"], dropped_rows=tracked.dropped_rows)
 
     def collector(self) -> Collector:
         return _DriftCollector(self)
@@ -229,8 +232,9 @@ class _DriftCollector(Collector):
             f["window"].add_metric(key, report["window_rows"])
             for feature in report["features"]:
                 for stat in ("psi", "js", "ks", "nan_share"):
-                    if feature[stat] is not None:
-                        f[stat].add_metric([*key, feature["name"]], feature[stat])
+                    value = feature[stat]
+                    if value is not None:
+                        f[stat].add_metric([*key, feature["name"]], value)
             for output in report["outputs"]:
                 if output["psi"] is not None:
                     f["prediction"].add_metric([*key, output["name"]], output["psi"])

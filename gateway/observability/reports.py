@@ -1,0 +1,61 @@
+"""The shapes of the drift and feedback reports (SPEC sections 5 and 8), as mypy sees them.
+
+They travel from the monitors to the services, the metric collectors and the endpoints, which
+serialise them as they are: the keys are the JSON keys of `GET .../drift`.
+"""
+
+from __future__ import annotations
+
+from typing import NotRequired, TypedDict
+
+
+class ColumnReport(TypedDict):
+    """One feature or output against its reference profile."""
+
+    name: str
+    psi: float | None
+    js: float | None
+    ks: float | None
+    drifted: bool
+    nan: int
+    unseen: int
+    nan_share: float | None
+
+
+class WindowReport(TypedDict):
+    """A monitor's window: its size and every column's statistics."""
+
+    window_rows: int
+    reference_rows: int
+    features: list[ColumnReport]
+    outputs: list[ColumnReport]
+
+
+class PerformanceReport(TypedDict):
+    """A version's live performance over its last labelled rows (SPEC 8)."""
+
+    labelled_rows: int
+    reference: float | None
+    accuracy: NotRequired[float | None]
+    """Classifiers."""
+    mae: NotRequired[float | None]
+    """Regressors."""
+
+
+class DriftReport(WindowReport):
+    """`GET /v2/models/{m}/versions/{v}/drift`."""
+
+    model: str
+    version: str
+    dropped_rows: int
+    performance: NotRequired[PerformanceReport]
+
+
+class LabelsReport(TypedDict):
+    """A model's label drift (SPEC 8)."""
+
+    window_rows: int
+    psi: float | None
+    js: float | None
+    drifted: bool
+    unseen: int
