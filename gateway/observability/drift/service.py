@@ -148,30 +148,35 @@ class DriftService:
         self._thread.shutdown(wait=False, cancel_futures=True)
 
     async def _consume(self) -> None:
-        loop = asyncio.get_running_loop()
         since_report = 0.0
         while True:
             await asyncio.sleep(DRAIN_INTERVAL_S)
             since_report += DRAIN_INTERVAL_S
-            batches = []
-            rows = 0
-            for tracked in list(self._tracked.values()):
-                if tracked.buffer:
-                    taken = list(tracked.buffer)
-                    rows += tracked.buffered_rows
-                    tracked.buffer.clear()
-                    tracked.buffered_rows = 0
-                    batches.append((tracked, taken))
             report = since_report >= self.report_interval_s
             if report:
                 since_report = 0.0
-            if not (batches or report):
-                continue
+            # Taken under the lock that reports hold too, so rows are folded in arrival order.
             async with self._lock:
-                if rows <= INLINE_FOLD_ROWS:
-                    self._fold(batches, report)
-                else:
-                    await loop.run_in_executor(self._thread, self._fold, batches, report)
+                await self._drain(list(self._tracked.values()), report)
+
+    async def _drain(self, versions: list[_Tracked], report: bool) -> None:
+        """Fold what `versions` gathered (small gatherings inline, large ones on the drift
+        thread) and, with `report`, recompute every version's report. Holds `self._lock`."""
+        batches = []
+        rows = 0
+        for tracked in versions:
+            if tracked.buffer:
+                rows += tracked.buffered_rows
+                batches.append((tracked, list(tracked.buffer)))
+                tracked.buffer.clear()
+                tracked.buffered_rows = 0
+        if not (batches or report):
+            return
+        if rows <= INLINE_FOLD_ROWS:
+            self._fold(batches, report)
+        else:
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._fold, batches,
+                                                             report)
 
     def _fold(self, batches: list[tuple[_Tracked, list[tuple[np.ndarray, Tensors]]]],
               report: bool) -> None:
@@ -194,12 +199,15 @@ class DriftService:
                 tracked.window_bins = tracked.monitor.features.total().bins.copy()
 
     async def report(self, model: str, version: int) -> DriftReport | None:
-        """A fresh report of one version (computed on the drift thread), or None if untracked."""
+        """A fresh report of one version, the rows still gathering included (the gauges show
+        it too from now on), or None if untracked."""
         tracked = self._tracked.get((model, version))
         if tracked is None:
             return None
         async with self._lock:
-            doc = tracked.monitor.report(tracked.psi_threshold)
+            await self._drain([tracked], report=False)  # rows still gathering count too
+            doc = tracked.report = tracked.monitor.report(tracked.psi_threshold)
+            tracked.window_bins = tracked.monitor.features.total().bins.copy()
         return DriftReport(model=model, version=str(version), window_rows=doc["window_rows"],
                            reference_rows=doc["reference_rows"], features=doc["features"],
                            outputs=doc["outputs"], dropped_rows=tracked.dropped_rows)

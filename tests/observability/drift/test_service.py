@@ -22,8 +22,8 @@ def test_observed_rows_are_folded_off_the_request_path_and_reported() -> None:
         rows = sample_rows(40)
         service.observe(MODEL, 1, {"input": rows}, {"label": np.zeros(40, np.int64)})
         assert service.tracked_reports()[0].buffered_rows == 40  # only queued so far
-        await asyncio.sleep(0.3)
-        report = await service.report(MODEL, 1)
+        report = await service.report(MODEL, 1)  # drains first: no waiting for the consumer
+        assert service.tracked_reports()[0].buffered_rows == 0
         await service.stop()
         return report
 
@@ -59,9 +59,8 @@ def test_a_failing_fold_is_logged_and_the_service_keeps_going() -> None:
         service.start()
         bad = np.full((5, 30), "text", dtype=object)  # not numbers: folding it raises
         service.observe(MODEL, 1, {"input": bad}, {})
-        await asyncio.sleep(0.2)
+        await service.report(MODEL, 1)  # folds the bad gathering, which fails
         service.observe(MODEL, 1, {"input": sample_rows(7)}, {})
-        await asyncio.sleep(0.2)
         report = await service.report(MODEL, 1)
         text = generate_latest(registry).decode()
         await service.stop()
