@@ -227,11 +227,17 @@ def test_outputs_of_any_rank_split_back_per_request(output_shape: tuple[int, ...
 def test_a_lone_request_at_low_load_does_not_wait_for_company(run_batcher: Runner) -> None:
     """No arrivals to expect company from: a 10-second delay is not paid."""
 
+    timing = BatchTiming()
+
     async def body(batcher: Batcher) -> object:
-        return await asyncio.wait_for(batcher.submit({"input": sample_rows(1)}, 1, None), 5.0)
+        return await asyncio.wait_for(
+            batcher.submit({"input": sample_rows(1)}, 1, None, timing), 5.0)
 
     result = asyncio.run(run_batcher(Recorder(), BatchingLimits(32, 10_000_000, 8), body))
-    assert isinstance(result, dict)
+    assert result["label"].shape == (1,)  # type: ignore[index]
+    waited_s = timing.started_s - timing.enqueued_s
+    assert 0 <= waited_s < 1.0, f"waited {waited_s:.3f} s for company that could not come"
+    assert timing.requests == 1
 
 
 def test_under_load_a_request_waits_for_company_that_arrives_within_the_delay(
