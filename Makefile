@@ -24,14 +24,14 @@ serve: $(VENV)/.serve        ## start the gateway on the shipped models and conf
 test: lint typecheck unit    ## ruff, mypy and the whole pytest suite
 
 bench: $(VENV)/.test         ## all 8 tables (~14 minutes); one table: make bench BENCH_ARGS="--tables 7"
-	$(BIN)/python loadtests/bench.py $(BENCH_ARGS)
+	$(BIN)/python -m loadtests.bench $(BENCH_ARGS)
 
 locust: $(VENV)/.test        ## a bounded, headless mix of callers against a gateway on :8000
 	$(BIN)/locust -f loadtests/locustfile.py --headless --host http://127.0.0.1:8000 \
 		--users 32 --spawn-rate 32 --run-time 30s --only-summary
 
 soak: $(VENV)/.test          ## 10-minute locust soak with a canary, a shadow, drift and routing edits
-	$(BIN)/python loadtests/soak.py --minutes $(or $(MINUTES),10)
+	$(BIN)/python -m loadtests.soak --minutes $(or $(MINUTES),10)
 
 audit: $(VENV)/.test         ## pip-audit of constraints.txt (says so when it cannot reach PyPI)
 	$(BIN)/python .ci/audit.py

@@ -8,7 +8,7 @@ as it goes. Prints the request count, the error count, p50/p99 and the gateway's
 warm-up and at the end. Exits non-zero on any unexpected answer, a rejected edit, a traceback in
 the gateway's log, or RSS growing by more than 10%.
 
-    python loadtests/soak.py --minutes 10      # make soak
+    python -m loadtests.soak --minutes 10      # make soak
 """
 
 from __future__ import annotations
@@ -25,9 +25,7 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from loadtests.bench import PAGE_BYTES, free_port  # noqa: E402
+from loadtests.harness import PAGE_BYTES, ROOT, free_port
 
 MODEL = "breast-cancer"
 STEPS = [(95, 5, 100), (75, 25, 50), (50, 50, 25), (0, 100, 10), (50, 50, 25)]

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import yaml
 
+from loadtests.harness import write_gateway_config
+
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"
 MODEL = "breast-cancer"
@@ -36,16 +38,8 @@ def write_config(tmp_path: Path) -> ConfigWriter:
     """Write gateway.yaml and routing.yaml into tmp_path; keyword arguments override settings."""
 
     def write(repository: Path = MODELS, routing: Any = None, **settings: Any) -> Path:
-        config_dir = tmp_path / "config"
-        config_dir.mkdir(exist_ok=True)
-        routing_doc = DEFAULT_ROUTING if routing is None else routing
-        text = routing_doc if isinstance(routing_doc, str) else yaml.safe_dump(routing_doc)
-        (config_dir / "routing.yaml").write_text(text)
-        doc = {"model_repository": str(repository), "routing": "routing.yaml",
-               "execution_provider": "cpu", **settings}
-        path = config_dir / "gateway.yaml"
-        path.write_text(yaml.safe_dump(doc))
-        return path
+        return write_gateway_config(tmp_path / "config", repository,
+                                    DEFAULT_ROUTING if routing is None else routing, **settings)
 
     return write
 
@@ -148,6 +142,6 @@ def slow_model(width: int = 64, layers: int = 200, seed: int = 0) -> bytes:
     """A real, deliberately slow ONNX graph (make bench's deep MLP, made wider): input
     [batch, 30], output `probabilities`; a few thousand rows take a fraction of a second, which
     keeps requests in flight long enough to test shutdown and faults."""
-    from loadtests.bench import deep_mlp
+    from loadtests.models import deep_mlp
 
     return deep_mlp(hidden=width, layers=layers, seed=seed)

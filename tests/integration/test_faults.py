@@ -111,7 +111,7 @@ def test_mirrors_of_a_shadow_taken_out_of_the_policy_are_dropped_not_errors(
         model_repo: Path, write_config: ConfigWriter, start: Start) -> None:
     """The README's rollout step tells SREs to watch that `error` stays 0; taking a slow shadow
     out of the policy while its mirrors wait is no error of it."""
-    from loadtests.bench import deep_mlp
+    from loadtests.models import deep_mlp
 
     add_version(model_repo, 5, deep_mlp(hidden=64, layers=3000))  # tens of ms per call
     shadowed = {"models": {MODEL: {"traffic": [{"version": 1, "weight": 100}],

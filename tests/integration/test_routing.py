@@ -281,7 +281,7 @@ def test_shadow_counts_agreement_and_never_changes_the_answer(
 
 def test_a_slow_shadow_is_dropped_not_queued_and_the_primary_keeps_its_answers(
         model_repo: Path, write_config: ConfigWriter, start: Start) -> None:
-    from loadtests.bench import deep_mlp
+    from loadtests.models import deep_mlp
 
     add_version(model_repo, 5, deep_mlp(hidden=64, layers=3000))  # tens of ms per call
     config = write_config(model_repo, routing=policy(

@@ -11,7 +11,7 @@ from tests.conftest import ROOT
 
 def test_a_short_soak_passes() -> None:
     result = subprocess.run(
-        [sys.executable, "loadtests/soak.py", "--minutes", "0.25", "--users", "8",
+        [sys.executable, "-m", "loadtests.soak", "--minutes", "0.25", "--users", "8",
          "--edit-every", "1"], cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr[-4000:]
     out = result.stdout

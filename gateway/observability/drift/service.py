@@ -159,9 +159,14 @@ class DriftService:
             async with self._lock:
                 await self._drain(list(self._tracked.values()), report)
 
-    async def _drain(self, versions: list[_Tracked], report: bool) -> None:
-        """Fold what `versions` gathered (small gatherings inline, large ones on the drift
-        thread) and, with `report`, recompute every version's report. Holds `self._lock`."""
+    def fold_gathered(self) -> None:
+        """Fold what every version gathered, now, on the calling thread: for a caller that owns
+        the service and runs no consumer (a benchmark timing the fold as served)."""
+        self._fold(self._take(list(self._tracked.values()))[0], report=False)
+
+    def _take(self, versions: list[_Tracked],
+              ) -> tuple[list[tuple[_Tracked, list[tuple[np.ndarray, Tensors]]]], int]:
+        """Each version's gathered batches, emptied out of its buffer, and their rows."""
         batches = []
         rows = 0
         for tracked in versions:
@@ -170,6 +175,12 @@ class DriftService:
                 batches.append((tracked, list(tracked.buffer)))
                 tracked.buffer.clear()
                 tracked.buffered_rows = 0
+        return batches, rows
+
+    async def _drain(self, versions: list[_Tracked], report: bool) -> None:
+        """Fold what `versions` gathered (small gatherings inline, large ones on the drift
+        thread) and, with `report`, recompute every version's report. Holds `self._lock`."""
+        batches, rows = self._take(versions)
         if not (batches or report):
             return
         if rows <= INLINE_FOLD_ROWS:
