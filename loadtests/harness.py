@@ -33,23 +33,35 @@ def free_port() -> int:
 
 
 class Server:
-    """A server subprocess on a loopback port; CPU time and RSS read from /proc."""
+    """A server subprocess on a loopback port, its output in a log file; CPU time and RSS read
+    from /proc. Shared by the benchmarks and the integration tests (GatewayProcess)."""
 
-    def __init__(self, name: str, command: list[str], port: int, log_dir: Path) -> None:
+    def __init__(self, name: str, command: list[str], port: int, log_dir: Path,
+                 env: dict[str, str] | None = None, start_timeout_s: float = 60.0) -> None:
         self.name, self.port = name, port
-        self.log = (log_dir / f"{name}.log").open("wb")
-        self.process = subprocess.Popen(command, cwd=ROOT, stdout=self.log,
-                                        stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
+        self.log_path = log_dir / f"{name}.log"
+        self.log_file = self.log_path.open("wb")
+        self.process = subprocess.Popen(command, cwd=ROOT, stdout=self.log_file,
+                                        stderr=subprocess.STDOUT,
+                                        env={**os.environ, **(env or {})})
+        deadline = time.monotonic() + start_timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"{name} exited; see {self.log.name}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                self.log_file.flush()
+                raise RuntimeError(f"{name} exited with {self.process.returncode}:\n"
+                                   f"{self.log_path.read_text(errors='replace')[-4000:]}")
+            if self.listening():
                 return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"{name} did not start")
+            time.sleep(0.05)
+        raise RuntimeError(f"{name} did not start in {start_timeout_s:g} s")
+
+    def listening(self) -> bool:
+        """Whether the server takes connections (a subclass may ask for more)."""
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+            return True
+        except OSError:
+            return False
 
     def cpu_s(self) -> float:
         fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -59,13 +71,17 @@ class Server:
         pages = int(Path(f"/proc/{self.process.pid}/statm").read_text().split()[1])
         return pages * PAGE_BYTES / 2**20
 
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        self.log.close()
+    def stop(self) -> int:
+        """SIGTERM (the gateway drains), SIGKILL past 30 s; the exit code."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log_file.close()
+        return self.process.returncode
 
 
 @dataclass(frozen=True)

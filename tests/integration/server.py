@@ -1,27 +1,18 @@
-"""Start the real gateway (`python -m gateway serve`) on a free loopback port."""
+"""Start the real gateway (`python -m gateway serve`) on a free loopback port: the benchmarks'
+server process (loadtests.harness.Server), with what the tests ask of it on top."""
 
 from __future__ import annotations
 
 import http.client
 import json
-import os
-import signal
-import socket
-import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+from loadtests.harness import Server, free_port
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+__all__ = ["GatewayProcess", "Reply", "free_port"]
 
 
 @dataclass
@@ -34,38 +25,27 @@ class Reply:
         return json.loads(self.body)
 
 
-class GatewayProcess:
+class GatewayProcess(Server):
     """A gateway subprocess; `request` speaks raw HTTP/1.1 to it."""
 
     def __init__(self, config: Path | None, log_dir: Path,
                  env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.url = f"127.0.0.1:{self.port}"
-        self.log_path = log_dir / f"gateway-{self.port}.log"
-        self._log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "serve",
-             *(["--config", str(config)] if config else []),
-             "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})})
-        self._wait_until_listening()
+        port = free_port()
+        self.url = f"127.0.0.1:{port}"
+        super().__init__(f"gateway-{port}", [
+            sys.executable, "-m", "gateway", "serve",
+            *(["--config", str(config)] if config else []),
+            "--host", "127.0.0.1", "--port", str(port)], port, log_dir, env)
 
-    def _wait_until_listening(self, timeout_s: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"gateway exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                if self.request("GET", "/v2/health/live").status == 200:
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"gateway did not start in {timeout_s} s:\n{self.log()}")
+    def listening(self) -> bool:
+        try:
+            return self.request("GET", "/v2/health/live").status == 200
+        except OSError:
+            return False
 
     def log(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
+        if not self.log_file.closed:
+            self.log_file.flush()
         return self.log_path.read_text(errors="replace")
 
     def request(self, method: str, path: str, body: bytes | None = None,
@@ -87,14 +67,3 @@ class GatewayProcess:
             if name == sample:
                 return float(value)
         return 0.0
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
-        return self.process.returncode
