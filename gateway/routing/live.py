@@ -22,10 +22,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from gateway.errors import ConfigError
 from gateway.lifecycle import Lifecycle
-from gateway.observability.metrics import GatewayMetrics
 from gateway.routing.policy import (
     Policy,
     PolicyError,
@@ -52,6 +52,17 @@ class ReloadResult:
                 "source_sha256": self.source_sha256}
 
 
+class PolicyEvents(Protocol):
+    """What the live policy reports as it goes (the gateway's metrics, SPEC 6): routing tells
+    observability, and imports none of it."""
+
+    def set_weights(self, weights: dict[str, dict[int, float]]) -> None: ...
+    def set_ready(self, states: dict[tuple[str, int], bool]) -> None: ...
+    def show_config_in_force(self) -> None: ...
+    def forget_version(self, model: str, version: int) -> None: ...
+    def count_reload(self, success: bool) -> None: ...
+
+
 def read_policy_file(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
@@ -64,7 +75,7 @@ def read_policy_file(path: Path) -> str:
 
 class LivePolicy:
     def __init__(self, path: Path, repository_root: Path, policy: Policy,
-                 lifecycle: Lifecycle, metrics: GatewayMetrics,
+                 lifecycle: Lifecycle, metrics: PolicyEvents,
                  on_applied: Callable[[], None] = lambda: None) -> None:
         self.path = path
         self._root = repository_root

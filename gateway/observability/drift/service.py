@@ -17,20 +17,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from gateway.observability.drift.gauges import DriftCollector
 from gateway.observability.drift.monitor import DriftMonitor
-from gateway.observability.metrics import FamilyTable, ScrapeFamily, make_families
-from gateway.observability.reports import DriftReport, WindowReport
+from gateway.observability.drift.tracked import Tracked
+from gateway.observability.reports import DriftReport
 from gateway.settings import DriftSettings
 from gateway.tensors import Tensors, TensorSpec
 
@@ -41,23 +37,6 @@ DRAIN_INTERVAL_S = 0.01
 50 ms a 32-row stream's folds (1.6 ms) showed up as the p99 of one connection (3 ms vs 0.7)."""
 INLINE_FOLD_ROWS = 4096
 """Gatherings up to this many rows fold on the event loop (a 1,024-row fold takes ~0.4 ms)."""
-
-
-@dataclass
-class _Tracked:
-    model: str
-    version: int
-    monitor: DriftMonitor
-    feature_inputs: tuple[str, ...]
-    """One 2-D input holding every feature, or one input per feature, in profile order."""
-    psi_threshold: float
-    buffer: deque[tuple[np.ndarray, Tensors]] = field(default_factory=deque)
-    buffered_rows: int = 0
-    dropped_rows: int = 0
-    failed_folds: int = 0
-    report: WindowReport | None = None
-    window_bins: np.ndarray | None = None
-    """The feature window's counts per bin when `report` was made (for fleet-wide drift)."""
 
 
 def feature_inputs(monitor: DriftMonitor, inputs: tuple[TensorSpec, ...]) -> tuple[str, ...] | None:
@@ -76,7 +55,7 @@ class DriftService:
         self.settings = settings
         self.max_buffer_rows = settings.max_buffer_rows
         self.report_interval_s = settings.report_interval_s
-        self._tracked: dict[tuple[str, int], _Tracked] = {}
+        self._tracked: dict[tuple[str, int], Tracked] = {}
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="gateway-drift")
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -101,7 +80,7 @@ class DriftService:
             logger.warning("model '%s' version %d: inputs do not match the reference profile's "
                            "features; no drift monitoring", model, version)
             return
-        self._tracked[(model, version)] = _Tracked(model, version, monitor, sources,
+        self._tracked[(model, version)] = Tracked(model, version, monitor, sources,
                                                    self.threshold(model))
 
     def sync(self, served: dict[tuple[str, int], tuple[Path, tuple[TensorSpec, ...]]]) -> None:
@@ -164,8 +143,8 @@ class DriftService:
         the service and runs no consumer (a benchmark timing the fold as served)."""
         self._fold(self._take(list(self._tracked.values()))[0], report=False)
 
-    def _take(self, versions: list[_Tracked],
-              ) -> tuple[list[tuple[_Tracked, list[tuple[np.ndarray, Tensors]]]], int]:
+    def _take(self, versions: list[Tracked],
+              ) -> tuple[list[tuple[Tracked, list[tuple[np.ndarray, Tensors]]]], int]:
         """Each version's gathered batches, emptied out of its buffer, and their rows."""
         batches = []
         rows = 0
@@ -177,7 +156,7 @@ class DriftService:
                 tracked.buffered_rows = 0
         return batches, rows
 
-    async def _drain(self, versions: list[_Tracked], report: bool) -> None:
+    async def _drain(self, versions: list[Tracked], report: bool) -> None:
         """Fold what `versions` gathered (small gatherings inline, large ones on the drift
         thread) and, with `report`, recompute every version's report. Holds `self._lock`."""
         batches, rows = self._take(versions)
@@ -189,7 +168,7 @@ class DriftService:
             await asyncio.get_running_loop().run_in_executor(self._thread, self._fold, batches,
                                                              report)
 
-    def _fold(self, batches: list[tuple[_Tracked, list[tuple[np.ndarray, Tensors]]]],
+    def _fold(self, batches: list[tuple[Tracked, list[tuple[np.ndarray, Tensors]]]],
               report: bool) -> None:
         for tracked, taken in batches:
             try:
@@ -224,82 +203,7 @@ class DriftService:
                            outputs=doc["outputs"], dropped_rows=tracked.dropped_rows)
 
     def collector(self) -> Collector:
-        return _DriftCollector(self)
+        return DriftCollector(self.tracked_reports)
 
-    def tracked_reports(self) -> list[_Tracked]:
+    def tracked_reports(self) -> list[Tracked]:
         return list(self._tracked.values())
-
-
-class _DriftCollector(Collector):
-    """Gauges from the reports the drift thread last computed (refreshed on an interval)."""
-
-    def __init__(self, service: DriftService) -> None:
-        self.service = service
-
-    def collect(self) -> Iterator[Any]:
-        f = make_families(_FAMILIES)
-        for tracked in self.service.tracked_reports():
-            key = [tracked.model, str(tracked.version)]
-            f["dropped"].add_metric(key, tracked.dropped_rows)
-            f["threshold"].add_metric(key, tracked.psi_threshold)
-            f["failed"].add_metric(key, tracked.failed_folds)
-            if tracked.window_bins is not None:
-                _add_bins(f["bins"], f["reference"], key, tracked.monitor, tracked.window_bins)
-            report = tracked.report
-            if report is None:
-                continue
-            f["window"].add_metric(key, report["window_rows"])
-            for feature in report["features"]:
-                for stat in ("psi", "js", "ks", "nan_share"):
-                    value = feature[stat]
-                    if value is not None:
-                        f[stat].add_metric([*key, feature["name"]], value)
-            for output in report["outputs"]:
-                if output["psi"] is not None:
-                    f["prediction"].add_metric([*key, output["name"]], output["psi"])
-        yield from f.values()
-
-
-_VERSION = ["model", "version"]
-_FEATURE = ["model", "version", "feature"]
-_FAMILIES: FamilyTable = {
-    "psi": (GaugeMetricFamily, "gateway_drift_psi", "PSI of a feature against its reference.",
-            _FEATURE),
-    "js": (GaugeMetricFamily, "gateway_drift_js", "Jensen-Shannon distance of a feature.",
-           _FEATURE),
-    "ks": (GaugeMetricFamily, "gateway_drift_ks", "KS distance of a feature's binned CDF.",
-           _FEATURE),
-    "nan_share": (GaugeMetricFamily, "gateway_drift_nan_share",
-                  "Share of the drift window's rows in which a feature is NaN (missing).",
-                  _FEATURE),
-    "prediction": (GaugeMetricFamily, "gateway_prediction_drift_psi",
-                   "PSI of a model output against its reference.",
-                   ["model", "version", "output"]),
-    "window": (GaugeMetricFamily, "gateway_drift_window_rows", "Rows in the drift window.",
-               _VERSION),
-    "threshold": (GaugeMetricFamily, "gateway_drift_psi_threshold",
-                  "PSI at or above which a feature counts as drifted.", _VERSION),
-    "dropped": (CounterMetricFamily, "gateway_drift_dropped_rows_total",
-                "Rows not monitored because the drift buffer was full.", _VERSION),
-    "failed": (CounterMetricFamily, "gateway_drift_failed_folds",
-               "Gatherings the drift monitor could not fold (see the log).", _VERSION),
-    "bins": (GaugeMetricFamily, "gateway_drift_window_bin_count",
-             "Rows of the drift window in each bin of a feature (sum across replicas for "
-             "fleet-wide drift: gateway:fleet_drift_psi).", [*_FEATURE, "bin"]),
-    "reference": (GaugeMetricFamily, "gateway_drift_reference_bin_share",
-                  "Share of the training rows in each bin of a feature (reference.json).",
-                  [*_FEATURE, "bin"]),
-}
-"""The drift gauges and counters, by the name `collect` fills them under."""
-
-
-def _add_bins(bins: ScrapeFamily, reference: ScrapeFamily, key: list[str],
-              monitor: DriftMonitor, counts: np.ndarray) -> None:
-    """One sample per feature and bin: the window's count and the reference's share."""
-    binner = monitor.features.binner
-    for column, start in zip(monitor.feature_columns, binner.offsets, strict=True):
-        total = float(column.counts.sum()) or 1.0
-        for b in range(column.bins):
-            labels = [*key, column.name, str(b)]
-            bins.add_metric(labels, float(counts[start + b]))
-            reference.add_metric(labels, float(column.counts[b]) / total)

@@ -1,0 +1,30 @@
+"""One model version the drift service monitors: its monitor, the rows gathering for it, and
+the report the gauges read (shared by drift.service and drift.gauges)."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gateway.observability.drift.monitor import DriftMonitor
+from gateway.observability.reports import WindowReport
+from gateway.tensors import Tensors
+
+
+@dataclass
+class Tracked:
+    model: str
+    version: int
+    monitor: DriftMonitor
+    feature_inputs: tuple[str, ...]
+    """One 2-D input holding every feature, or one input per feature, in profile order."""
+    psi_threshold: float
+    buffer: deque[tuple[np.ndarray, Tensors]] = field(default_factory=deque)
+    buffered_rows: int = 0
+    dropped_rows: int = 0
+    failed_folds: int = 0
+    report: WindowReport | None = None
+    window_bins: np.ndarray | None = None
+    """The feature window's counts per bin when `report` was made (for fleet-wide drift)."""
