@@ -10,9 +10,13 @@ per read.
 - Header bytes are counted per read while a request's headers are incomplete; past
   `limits.max_header_bytes` the answer is 431 and the connection is closed. Memory is bounded by
   the limit plus one read (uvloop reads at most 256 KiB).
-- A request still incomplete after a read arms one timer; past `limits.read_timeout_s` from then
-  the answer is 408 and the connection is closed. The app, if it was reading the body, sees the
-  client go and counts the request under code 408 (`READ_TIMED_OUT` in the request's state).
+- A request still incomplete after a read gets a deadline, `limits.read_timeout_s` from then;
+  one sweep per event loop, once a second while any request is incomplete, answers those past
+  their deadline with 408 and closes their connections (so a deadline holds to within a second).
+  A timer per request cost 16 µs of server CPU on a 32-row JSON request that arrives in several
+  reads (wrk, 8 connections, medians of five alternating runs). The app, if it was reading the
+  body, sees the client go and counts the request under code 408 (`READ_TIMED_OUT` in the
+  request's state).
 """
 
 from __future__ import annotations
@@ -32,11 +36,40 @@ READ_TIMED_OUT = "read_timed_out"
 """Key in the ASGI scope's `state`: True when the protocol answered 408 for this request."""
 
 _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+_SWEEP_S = 1.0
+
+
+class _Deadlines:
+    """The read deadlines of one event loop's incomplete requests, swept once a second."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._pending: dict[BoundedHttpToolsProtocol, float] = {}
+        self._sweep_handle: asyncio.TimerHandle | None = None
+
+    def add(self, protocol: BoundedHttpToolsProtocol, timeout_s: float) -> None:
+        self._pending[protocol] = self.loop.time() + timeout_s
+        if self._sweep_handle is None:
+            self._sweep_handle = self.loop.call_later(_SWEEP_S, self._sweep)
+
+    def discard(self, protocol: BoundedHttpToolsProtocol) -> None:
+        self._pending.pop(protocol, None)
+
+    def _sweep(self) -> None:
+        now = self.loop.time()
+        late = [p for p, deadline in self._pending.items() if deadline <= now]
+        for protocol in late:
+            del self._pending[protocol]
+            protocol.read_timed_out()
+        self._sweep_handle = (self.loop.call_later(_SWEEP_S, self._sweep) if self._pending
+                              else None)
+
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     max_header_bytes = LimitSettings.max_header_bytes
     read_timeout_s = LimitSettings.read_timeout_s
+    deadlines: _Deadlines | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -44,7 +77,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._header_bytes = 0
         self._incomplete = False
         """Between a request's first byte and its last (headers and body)."""
-        self._read_timer: asyncio.TimerHandle | None = None
+        self._waiting = False
+        """A read deadline is set for the current request."""
+        cls = type(self)
+        if cls.deadlines is None or cls.deadlines.loop is not self.loop:
+            cls.deadlines = _Deadlines(self.loop)  # one per server (its class) and loop
+        self._deadlines = cls.deadlines
 
     def data_received(self, data: bytes) -> None:
         if self._reading_headers:
@@ -56,8 +94,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._reading_headers and self._header_bytes > self.max_header_bytes:
             self._refuse(431, f"the request's headers are over the {self.max_header_bytes}-byte "
                               "limit (limits.max_header_bytes)")
-        elif self._incomplete and self._read_timer is None:
-            self._read_timer = self.loop.call_later(self.read_timeout_s, self._read_timed_out)
+        elif self._incomplete and not self._waiting:
+            self._waiting = True
+            self._deadlines.add(self, self.read_timeout_s)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -72,18 +111,19 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_complete()
         self._reading_headers = True
         self._incomplete = False
-        if self._read_timer is not None:
-            self._read_timer.cancel()
-            self._read_timer = None
+        if self._waiting:
+            self._waiting = False
+            self._deadlines.discard(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._read_timer is not None:
-            self._read_timer.cancel()
-            self._read_timer = None
+        if self._waiting:
+            self._waiting = False
+            self._deadlines.discard(self)
         super().connection_lost(exc)
 
-    def _read_timed_out(self) -> None:
-        self._read_timer = None
+    def read_timed_out(self) -> None:
+        """Past the read deadline (called by the loop's sweep)."""
+        self._waiting = False
         if self.transport.is_closing() or not self._incomplete:
             return
         if not self._reading_headers and self.scope is not None:
