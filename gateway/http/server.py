@@ -60,10 +60,12 @@ class _Deadlines:
         late = [p for p, deadline in self._pending.items() if deadline <= now]
         for protocol in late:
             del self._pending[protocol]
-            protocol.read_timed_out()
+            try:
+                protocol.read_timed_out()
+            except Exception:  # one connection's failure must not end the sweep for all
+                logger.exception("refusing a request past its read deadline failed")
         self._sweep_handle = (self.loop.call_later(_SWEEP_S, self._sweep) if self._pending
                               else None)
-
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
