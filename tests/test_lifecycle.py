@@ -52,11 +52,17 @@ def test_shipped_repository_loads_with_the_default_settings() -> None:
 
 def test_the_table_is_read_safely_while_a_thread_loads_into_it(tmp_path: Path) -> None:
     """A reload loads versions on a thread while the event loop iterates the registry for
-    /metrics, readiness and the reload itself: readers must never see it change under them."""
+    /metrics, readiness and the reload itself: readers must never see it change under them,
+    and the loop unloading a version at the same time must not drop a version the thread put."""
     for i in range(40):
         write_echo_model(tmp_path, f"echo{i}")
+    write_echo_model(tmp_path, "spare")
     repository = scan_repository(tmp_path)
     table = Registry(repository)
+    Lifecycle(Settings(batching=BatchingSettings(max_batch_size=1)), table).load(
+        {"spare": frozenset({1})})
+    spare = table.versions_of("spare")[1]
+    repository = {model: versions for model, versions in repository.items() if model != "spare"}
     lifecycle = Lifecycle(Settings(batching=BatchingSettings(max_batch_size=1)), table)
     errors: list[BaseException] = []
     done = threading.Event()
@@ -80,7 +86,8 @@ def test_the_table_is_read_safely_while_a_thread_loads_into_it(tmp_path: Path) -
                 table.all()
                 table.inflight_by_model()
                 table.problems()
-                table.remove("nothing", 1)
+                table.remove("spare", 1)
+                table.put(spare)
             except RuntimeError as exc:  # "dictionary changed size during iteration"
                 errors.append(exc)
                 break
@@ -88,4 +95,4 @@ def test_the_table_is_read_safely_while_a_thread_loads_into_it(tmp_path: Path) -
     finally:
         sys.setswitchinterval(interval)
     assert errors == []
-    assert len(table.all()) == 40
+    assert len(table.all()) == 41

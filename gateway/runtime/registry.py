@@ -8,10 +8,13 @@ A `Deployment` is one version: loaded (its session, and how long its full batch 
 The table is copy-on-write: loading runs on a thread while the event loop iterates the table
 (for /metrics, readiness, a reload), so the table and its per-model maps are never changed in
 place; a new one replaces the old in one assignment, and readers keep the snapshot they hold.
+Writers (a loading thread, the event loop unloading) take a lock, so neither loses the other's
+change: each copy starts from the table the previous writer left.
 """
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -70,19 +73,23 @@ class Registry:
         self._table: dict[str, dict[int, Deployment]] = {}
         self._ready: dict[str, frozenset[int]] = {}
         self._input_names: dict[str, frozenset[str]] = {}
+        self._writing = threading.Lock()
 
     def use_repository(self, repository: Repository) -> None:
         """The repository a reload scanned: lookups answer by it from now on."""
         self.repository = repository
 
-    def put(self, deployment: Deployment) -> None:
-        self._replace(deployment.entry.model, deployment.entry.version, deployment)
-
     def remove(self, model: str, version: int) -> Deployment | None:
         """Take a version out of the table: new lookups no longer find it."""
-        removed = self._table.get(model, {}).get(version)
-        self._replace(model, version, None)
+        with self._writing:
+            removed = self._table.get(model, {}).get(version)
+            if removed is not None:
+                self._replace(model, version, None)
         return removed
+
+    def put(self, deployment: Deployment) -> None:
+        with self._writing:
+            self._replace(deployment.entry.model, deployment.entry.version, deployment)
 
     def _replace(self, model: str, version: int, deployment: Deployment | None) -> None:
         versions = dict(self._table.get(model, {}))
@@ -96,10 +103,14 @@ class Registry:
         else:
             table.pop(model, None)
         self._table = table
-        self.refresh()
+        self._derive()
 
     def refresh(self) -> None:
         """Recompute which versions serve (after one starts or goes)."""
+        with self._writing:
+            self._derive()
+
+    def _derive(self) -> None:
         table = self._table
         self._ready = {model: frozenset(v for v, d in versions.items() if d.ready)
                        for model, versions in table.items()}
