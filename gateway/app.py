@@ -14,7 +14,6 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
-from gateway.batching.batcher import RunFunction
 from gateway.errors import GatewayError
 from gateway.http.admin import Admin
 from gateway.http.endpoints import Endpoints
@@ -31,7 +30,7 @@ from gateway.lifecycle import Lifecycle
 from gateway.observability.drift.service import DriftService
 from gateway.observability.feedback import FeedbackService
 from gateway.observability.metrics import GatewayMetrics
-from gateway.observability.shadow import ShadowRunner, ShadowTarget
+from gateway.observability.shadow import ShadowRunner, ShadowTarget, ShadowVersion
 from gateway.observability.tracing import Tracing
 from gateway.routing.live import LivePolicy, read_policy_file
 from gateway.routing.policy import needed_versions, parse_policy
@@ -46,7 +45,7 @@ ADMIN_TOKEN_VARIABLE = "GATEWAY_ADMIN_TOKEN"
 
 
 def _shadow_target(registry: Registry) -> ShadowTarget:
-    def target(model: str, version: int) -> tuple[RunFunction, str | None] | None:
+    def target(model: str, version: int) -> ShadowVersion | None:
         found = registry.versions_of(model).get(version)
         if found is None:
             return None  # unloaded since it was queued: the policy no longer names it
@@ -55,8 +54,8 @@ def _shadow_target(registry: Registry) -> ShadowTarget:
 
             def failed(inputs: Tensors) -> Tensors:
                 raise RuntimeError(error)
-            return failed, None
-        return found.session.run, found.label_output
+            return ShadowVersion(failed, None, batchable=False)
+        return ShadowVersion(found.session.run, found.label_output, found.session.batchable)
     return target
 
 
@@ -139,10 +138,9 @@ def create_app(settings: Settings, admin_token: str | None = None) -> Starlette:
         finally:
             await gateway.stop()
 
-    routes: list[BaseRoute] = list(Endpoints(
-        gateway.registry, settings.limits, gateway.live, gateway.pipeline, gateway.metrics,
-        gateway.drift,
-        gateway.tracing, gateway.feedback).routes())
+    endpoints = Endpoints(gateway.registry, settings.limits, gateway.live, gateway.pipeline,
+                          gateway.metrics, gateway.drift, gateway.tracing, gateway.feedback)
+    routes: list[BaseRoute] = list(endpoints.routes())
     token = admin_token if admin_token is not None else os.environ.get(ADMIN_TOKEN_VARIABLE)
     if token:
         routes += Admin(gateway.live, token).routes()

@@ -112,5 +112,6 @@ class InferencePipeline:
         if decision.route != PINNED and decision.policy is not None and decision.policy.shadow:
             shadows = [v for v in choose_shadows(decision.policy) if v != version]
             if shadows:
-                self._shadow.mirror(model, shadows, request.inputs, results, trace.span_context)
+                self._shadow.mirror(model, shadows, request.inputs, results, rows,
+                                    trace.span_context)
         return Served(version, decision.route, results)

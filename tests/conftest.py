@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 import yaml
 
@@ -145,3 +146,13 @@ def slow_model(width: int = 64, layers: int = 200, seed: int = 0) -> bytes:
     from loadtests.models import deep_mlp
 
     return deep_mlp(hidden=width, layers=layers, seed=seed)
+
+
+def binary_body(rows: int) -> tuple[bytes, dict[str, str]]:
+    """A binary (tritonclient-style) request of `rows` random rows of 30 features, and its
+    headers."""
+    data = np.random.default_rng(0).random((rows, 30), dtype=np.float32)
+    header = orjson.dumps({"inputs": [{"name": "input", "shape": [rows, 30], "datatype": "FP32",
+                                       "parameters": {"binary_data_size": data.nbytes}}]})
+    return header + data.tobytes(), {"Inference-Header-Content-Length": str(len(header)),
+                                     "Content-Type": "application/octet-stream"}

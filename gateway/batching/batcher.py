@@ -25,8 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
-import numpy as np
-
+from gateway.batching.merge import MergeKey, merge_key, run_merged
 from gateway.errors import GatewayError, QueueTimeout, Unavailable
 from gateway.tensors import Tensors
 
@@ -66,8 +65,8 @@ class BatchTiming:
 class _Pending:
     inputs: Tensors
     rows: int
-    merge_key: tuple[tuple[int, ...], ...] | None
-    """Shapes past the first dimension; None: this request runs alone."""
+    merge_key: MergeKey | None
+    """Names, dtypes and shapes past the first dimension; None: this request runs alone."""
     deadline_s: float | None
     future: asyncio.Future[Tensors]
     enqueued_s: float = field(default_factory=time.perf_counter)
@@ -133,11 +132,8 @@ class Batcher:
         if len(self._queue) >= self._limits.max_queue_size:
             raise Unavailable(f"{self.name} has {len(self._queue)} requests queued, its "
                               "max_queue_size; retry shortly")
-        merge_key = None
-        if self._batchable and rows <= self._limits.max_batch_size:
-            shapes = tuple(a.shape for a in inputs.values())
-            if all(s and s[0] == rows for s in shapes):
-                merge_key = tuple(s[1:] for s in shapes)
+        key = (merge_key(inputs, rows)
+               if self._batchable and rows <= self._limits.max_batch_size else None)
         now = time.perf_counter()
         if self._last_arrival_s is not None:
             gap = min(now - self._last_arrival_s, _GAP_CAP_S)
@@ -146,7 +142,7 @@ class Batcher:
         self._last_arrival_s = now
         deadline = now + timeout_us / 1e6 if timeout_us else None
         future: asyncio.Future[Tensors] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(inputs, rows, merge_key, deadline, future, now, timing))
+        self._queue.append(_Pending(inputs, rows, key, deadline, future, now, timing))
         self._queued_rows += rows
         self._wakeup.set()
         return await future
@@ -266,15 +262,8 @@ class Batcher:
         return outcomes
 
     def _run_merged(self, batch: list[_Pending]) -> list[Tensors]:
-        names = batch[0].inputs.keys()
-        merged = {name: np.concatenate([item.inputs[name] for item in batch]) for name in names}
-        results = self._run(merged)
-        total = sum(item.rows for item in batch)
-        if any(not r.ndim or r.shape[0] != total for r in results.values()):
-            raise ValueError("an output's first dimension is not the batch dimension")
-        offsets = np.cumsum([item.rows for item in batch])[:-1]
-        per_output = {name: np.split(r, offsets) for name, r in results.items()}
-        return [{name: parts[i] for name, parts in per_output.items()} for i in range(len(batch))]
+        return run_merged(self._run, [item.inputs for item in batch],
+                          [item.rows for item in batch])
 
 
 def _resolve(future: asyncio.Future[Tensors], result: Tensors | None,

@@ -137,8 +137,8 @@ class GatewayMetrics:
         self.config_reloads.labels("success" if success else "error").inc()
         self.config_in_force.set(1 if success else 0)
 
-    def count_shadow(self, model: str, version: int, result: str) -> None:
-        self._shadow_children.get((model, str(version), result)).inc()
+    def count_shadow(self, model: str, version: int, result: str, n: int = 1) -> None:
+        self._shadow_children.get((model, str(version), result)).inc(n)
 
     def set_weights(self, weights: dict[str, dict[int, float]]) -> None:
         """Replace every route weight with those of the policy now in force."""

@@ -10,11 +10,9 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
-import orjson
 import pytest
 
-from tests.conftest import ConfigWriter, add_model, slow_model
+from tests.conftest import ConfigWriter, add_model, binary_body, slow_model
 from tests.integration.conftest import OtlpCollector, Start
 from tests.integration.server import GatewayProcess
 
@@ -29,14 +27,6 @@ def slow_gateway(model_repo: Path, write_config: ConfigWriter, start: Start, gra
                           batching={"max_queue_size": 64, "execution": "thread"},
                           drift={"enabled": False})
     return start(config, env=env)
-
-
-def binary_body(rows: int) -> tuple[bytes, dict[str, str]]:
-    data = np.random.default_rng(0).random((rows, 30), dtype=np.float32)
-    header = orjson.dumps({"inputs": [{"name": "input", "shape": [rows, 30], "datatype": "FP32",
-                                       "parameters": {"binary_data_size": data.nbytes}}]})
-    return header + data.tobytes(), {"Inference-Header-Content-Length": str(len(header)),
-                                     "Content-Type": "application/octet-stream"}
 
 
 def send_all(server: GatewayProcess, n: int) -> tuple[list[object], list[threading.Thread]]:

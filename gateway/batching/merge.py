@@ -1,0 +1,46 @@
+"""Requests merged along their first (batch) dimension into one call, and the outputs split back:
+what the batcher does with a batch, and the shadow runner with the mirrors of one tick."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from gateway.tensors import Tensors
+
+MergeKey = tuple[tuple[str, str, tuple[int, ...]], ...]
+"""Each input's name, dtype and shape past the first dimension: requests with equal keys merge."""
+
+
+def merge_key(inputs: Tensors, rows: int) -> MergeKey | None:
+    """The key `inputs` merge by, or None when one has no first dimension of `rows`."""
+    key = []
+    for name, array in inputs.items():
+        shape = array.shape
+        if not shape or shape[0] != rows:
+            return None
+        key.append((name, array.dtype.str, shape[1:]))
+    return tuple(key)
+
+
+def run_concatenated(run: Callable[[Tensors], Tensors], inputs: Sequence[Tensors],
+                     rows: Sequence[int]) -> Tensors:
+    """One call of `run` on every request's inputs (equal merge keys) concatenated; its outputs
+    whole. ValueError when an output's first dimension is not the rows of them all."""
+    names = inputs[0].keys()
+    merged = {name: np.concatenate([item[name] for item in inputs]) for name in names}
+    results = run(merged)
+    total = sum(rows)
+    if any(not r.ndim or r.shape[0] != total for r in results.values()):
+        raise ValueError("an output's first dimension is not the batch dimension")
+    return results
+
+
+def run_merged(run: Callable[[Tensors], Tensors], inputs: Sequence[Tensors],
+               rows: Sequence[int]) -> list[Tensors]:
+    """`run_concatenated`, and each request's outputs split back by its rows."""
+    results = run_concatenated(run, inputs, rows)
+    offsets = np.cumsum(rows)[:-1]
+    per_output = {name: np.split(r, offsets) for name, r in results.items()}
+    return [{name: parts[i] for name, parts in per_output.items()} for i in range(len(inputs))]
