@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/pip install --quiet --constraint constraints.txt
 
-.PHONY: serve test bench locust soak audit lint typecheck unit models lock clean
+.PHONY: serve test bench profile locust soak audit lint typecheck unit models lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,11 @@ serve: $(VENV)/.serve        ## start the gateway on the shipped models and conf
 
 test: lint typecheck unit    ## ruff, mypy and the whole pytest suite
 
-bench: $(VENV)/.test         ## all 8 tables (~14 minutes); one table: make bench BENCH_ARGS="--tables 7"
+bench: $(VENV)/.test         ## all 9 tables (~20 minutes); one table: make bench BENCH_ARGS="--tables 9"
 	$(BIN)/python -m loadtests.bench $(BENCH_ARGS)
+
+profile: $(VENV)/.test       ## py-spy tables: where the CPU goes with every feature on vs one version
+	PATH=$(BIN):$$PATH $(BIN)/python -m loadtests.profile $(PROFILE_ARGS)
 
 locust: $(VENV)/.test        ## a bounded, headless mix of callers against a gateway on :8000
 	$(BIN)/locust -f loadtests/locustfile.py --headless --host http://127.0.0.1:8000 \

@@ -41,6 +41,10 @@ def run_wrk(server: Server, path: str, load: Load, connections: int, duration_s:
     lines = [f'local f = io.open("{body_file}", "rb")', "wrk.body = f:read('*a')", "f:close()",
              'wrk.method = "POST"']
     lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in load.headers.items()]
+    if load.fresh_key is not None:
+        lines += ["math.randomseed(os.time())", "request = function()",
+                  f'  wrk.headers["{load.fresh_key}"] = "user-" .. math.random(1, 1000000000)',
+                  "  return wrk.format()", "end"]
     script.write_text("\n".join(lines) + "\n")
     cpu_before = server.cpu_s()
     completed = subprocess.run(
@@ -66,14 +70,20 @@ _LOCUSTFILE = """
 from pathlib import Path
 from locust import FastHttpUser, task
 
+import random
+
 BODY = Path({body!r}).read_bytes()
 HEADERS = {headers!r}
+FRESH_KEY = {fresh_key!r}
 
 
 class Caller(FastHttpUser):
     @task
     def infer(self):
-        self.client.post({path!r}, data=BODY, headers=HEADERS, name="infer")
+        headers = HEADERS
+        if FRESH_KEY:
+            headers = {{**HEADERS, FRESH_KEY: f"user-{{random.randrange(10**9)}}"}}
+        self.client.post({path!r}, data=BODY, headers=headers, name="infer")
 """
 
 
@@ -84,7 +94,7 @@ def run_locust(server: Server, path: str, load: Load, connections: int, duration
     body_file.write_bytes(load.body)
     locustfile = work_dir / "bench_locustfile.py"
     locustfile.write_text(_LOCUSTFILE.format(body=str(body_file), headers=load.headers,
-                                             path=path))
+                                             path=path, fresh_key=load.fresh_key))
     csv_prefix = work_dir / "locust"
     cpu_before = server.cpu_s()
     subprocess.run(

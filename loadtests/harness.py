@@ -90,6 +90,8 @@ class Load:
     body: bytes
     headers: dict[str, str]
     rows: int
+    fresh_key: str | None = None
+    """A header given a new random value on every request (a sticky key of many users)."""
 
 
 def make_loads(rows_1: np.ndarray, rows_32: np.ndarray) -> list[Load]:
@@ -124,10 +126,11 @@ def write_gateway_config(config_dir: Path, repository: Path, routing: Any = None
     return config_dir / "gateway.yaml"
 
 
-def start_gateway(name: str, config: Path, work_dir: Path) -> Server:
+def start_gateway(name: str, config: Path, work_dir: Path,
+                  env: dict[str, str] | None = None) -> Server:
     port = free_port()
     return Server(name, [sys.executable, "-m", "gateway", "serve", "--config", str(config),
-                         "--host", "127.0.0.1", "--port", str(port)], port, work_dir)
+                         "--host", "127.0.0.1", "--port", str(port)], port, work_dir, env)
 
 
 def alternate(servers: list[tuple[str, Server]], measure: Callable[[Server], T],

@@ -14,7 +14,7 @@ from tests.conftest import ROOT
 
 TITLES = ("1. onnxruntime called directly", "2. gateway vs reference app", "3. latency at a paced",
           "4. batching off vs on", "5. gateway memory", "6. routing", "7. drift monitor",
-          "8. label feedback")
+          "8. label feedback", "9. every feature")
 
 
 @pytest.fixture(autouse=True)
@@ -25,9 +25,10 @@ def needs_wrk() -> None:
 
 def test_every_table_is_measured_and_returned() -> None:
     args = bench.parse_args(["--duration", "1", "--connections", "1", "8",
-                             "--memory-requests", "1000", "--rounds", "1"])
+                             "--memory-requests", "1000", "--rounds", "1",
+                             "--path-requests", "400"])
     tables = bench.run(args, show=lambda table: None)
-    assert [t.title.split(" ")[0] for t in tables] == [f"{n}." for n in range(1, 9)]
+    assert [t.title.split(" ")[0] for t in tables] == [f"{n}." for n in range(1, 10)]
     for table, title in zip(tables, TITLES, strict=True):
         assert table.title.startswith(title)
         assert table.rows and all(len(row) == len(table.header) for row in table.rows)
@@ -35,6 +36,14 @@ def test_every_table_is_measured_and_returned() -> None:
     assert len(versus.rows) == 6  # three requests at two connection counts
     errors = versus.header.index("errors")
     assert all(row[errors] == "0" for row in versus.rows), versus.rows  # no request failed
+    features = tables[8]
+    assert [row[0] for row in features.rows][:2] == ["one version at 100%", "+ 90/10 split"]
+    assert features.rows[-1][0].startswith("reference app")
+    assert all(row[-1] == "0" for row in features.rows), features.rows
+    path = features.header.index("path µs")
+    assert all(float(row[path]) > 0 for row in features.rows[:6])  # measured in process too
+    dropped = features.header.index("shadow dropped at 8")
+    assert features.rows[5][dropped].endswith(tuple("0123456789"))  # the 10% shadow was sent
 
 
 def test_make_bench_runs_one_table_from_the_command_line() -> None:
