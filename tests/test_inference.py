@@ -17,7 +17,7 @@ from gateway.inference import InferencePipeline
 from gateway.lifecycle import Lifecycle
 from gateway.observability.drift.service import DriftService
 from gateway.observability.metrics import GatewayMetrics
-from gateway.observability.shadow import ShadowRunner
+from gateway.observability.shadow import ShadowRunner, ShadowVersion
 from gateway.observability.tracing import NO_TRACE
 from gateway.protocol.request import InferRequest, decode_request
 from gateway.routing.decide import FLAG, PINNED, SPLIT
@@ -63,12 +63,12 @@ def test_decide_and_serve_in_process(tmp_path: Path) -> None:
                     for d in registry.all() if d.session is not None})
         mirrored: list[tuple[int, str]] = []
 
-        def target(model: str, version: int) -> tuple[object, str | None]:
+        def target(model: str, version: int) -> ShadowVersion:
             session = registry.versions_of(model)[version].session
             assert session is not None
-            return session.run, "label"
+            return ShadowVersion(session.run, "label", session.batchable)
 
-        shadow = ShadowRunner(target, lambda m, v, result: mirrored.append((v, result)))  # type: ignore[arg-type]
+        shadow = ShadowRunner(target, lambda m, v, result, n: mirrored.extend([(v, result)] * n))
         shadow.start()
         drift.start()
         pipeline = InferencePipeline(registry, settings, live, drift, shadow)
