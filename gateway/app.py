@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute
 from gateway.errors import GatewayError
 from gateway.http.admin import Admin
 from gateway.http.endpoints import Endpoints
-from gateway.http.middleware import RequestMiddleware
+from gateway.http.middleware import InferRoute, RequestMiddleware
 from gateway.http.openapi import openapi_document
 from gateway.http.responses import (
     on_gateway_error,
@@ -147,7 +147,8 @@ def create_app(settings: Settings, admin_token: str | None = None) -> Starlette:
     routes.append(openapi_route(openapi_document(admin=bool(token))))
     return Starlette(
         routes=routes,
-        middleware=[Middleware(RequestMiddleware, access_log=settings.server.access_log)],
+        middleware=[Middleware(RequestMiddleware, access_log=settings.server.access_log),
+                    Middleware(InferRoute, infer=endpoints.infer)],
         exception_handlers={GatewayError: on_gateway_error, HTTPException: on_http_exception,
                             Exception: on_unexpected_error},
         lifespan=lifespan,
