@@ -17,11 +17,12 @@ broken one (and the request gets its 503).
 
 from __future__ import annotations
 
-import hashlib
-import math
 import random
 from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
+from hashlib import blake2b
+from math import log
 from typing import Any
 
 from gateway.routing.policy import Flag, ModelPolicy, TrafficEntry
@@ -38,16 +39,27 @@ class Decision:
 
 def stable_unit(key: str, version: int) -> float:
     """A number in (0, 1) from (version, key), the same in every process and on every machine."""
-    digest = hashlib.blake2b(f"{version}\0{key}".encode(), digest_size=8).digest()
+    return _unit(f"{version}\0".encode(), key.encode())
+
+
+def _unit(prefix: bytes, key: bytes) -> float:
+    digest = blake2b(prefix + key, digest_size=8).digest()
     return (int.from_bytes(digest, "big") + 0.5) / 2**64
 
 
+@lru_cache(maxsize=1024)
+def _prefix(version: int) -> bytes:
+    return f"{version}\0".encode()
+
+
 def sticky_version(traffic: tuple[TrafficEntry, ...], key: str) -> int:
-    """The version `key` sticks to: weighted rendezvous hashing over the split."""
+    """The version `key` sticks to: weighted rendezvous hashing over the split (`stable_unit`
+    per version, its prefix encoded once per version and the key once per request)."""
     best_version, best_score = traffic[0].version, -1.0
+    raw = key.encode()
     for entry in traffic:
         if entry.weight:
-            score = entry.weight / -math.log(stable_unit(key, entry.version))
+            score = entry.weight / -log(_unit(_prefix(entry.version), raw))
             if score > best_score:
                 best_version, best_score = entry.version, score
     return best_version

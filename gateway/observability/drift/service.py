@@ -108,7 +108,7 @@ class DriftService:
             except ValueError:  # per-feature inputs of unequal lengths: not rows to monitor
                 return
         rows = features.shape[0] if features.ndim == 2 else 0
-        if rows == 0 or features.shape[1] != len(tracked.monitor.feature_names):
+        if rows == 0 or features.shape[1] != tracked.width:
             return
         if tracked.buffered_rows + rows > self.max_buffer_rows:
             tracked.dropped_rows += rows

@@ -21,6 +21,8 @@ class Tracked:
     feature_inputs: tuple[str, ...]
     """One 2-D input holding every feature, or one input per feature, in profile order."""
     psi_threshold: float
+    width: int = 0
+    """How many features a row has (the profile's), read once for the request path."""
     buffer: deque[tuple[np.ndarray, Tensors]] = field(default_factory=deque)
     buffered_rows: int = 0
     dropped_rows: int = 0
@@ -28,3 +30,6 @@ class Tracked:
     report: WindowReport | None = None
     window_bins: np.ndarray | None = None
     """The feature window's counts per bin when `report` was made (for fleet-wide drift)."""
+
+    def __post_init__(self) -> None:
+        self.width = len(self.monitor.feature_names)
