@@ -135,13 +135,20 @@ class _SpanTrace(RequestTrace):
         self._clock = clock
         self.span = tracer.start_span(name, context=parent_context(headers),
                                       kind=trace.SpanKind.SERVER, start_time=clock.ns(start_s))
-        self._context = trace.set_span_in_context(self.span)
-        self.timing = BatchTiming()
-        self.span_context = self.span.get_span_context()
-        self.trace_id = format(self.span_context.trace_id, "032x")
+        context = self.span.get_span_context()
+        self.trace_id = format(context.trace_id, "032x")
+        # Sampled out (OTEL_TRACES_SAMPLER): no children, no batch timing, no shadow link;
+        # the trace id still goes to the access log, to find the caller's trace.
+        self._recording = self.span.is_recording()
+        if self._recording:
+            self._context = trace.set_span_in_context(self.span)
+            self.timing = BatchTiming()
+            self.span_context = context
 
     def child(self, name: str, start_s: float, end_s: float,
               attributes: dict[str, str | int]) -> None:
+        if not self._recording:
+            return
         span = self._tracer.start_span(name, context=self._context, attributes=attributes,
                                        start_time=self._clock.ns(start_s))
         span.end(end_time=self._clock.ns(end_s))
@@ -161,6 +168,9 @@ class _SpanTrace(RequestTrace):
 
     def end(self, code: int, model: str, version: str, route: str, end_s: float) -> None:
         span = self.span
+        if not self._recording:
+            span.end()
+            return
         span.set_attributes({"http.response.status_code": code, "model": model,
                              "version": version, "route": route})
         if code >= 500:

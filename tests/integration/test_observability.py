@@ -145,3 +145,27 @@ def test_without_an_endpoint_nothing_is_traced(write_config: ConfigWriter, start
     log = server.log()
     assert "tracing on" not in log
     assert "request_id=plain-1 trace_id=-" in log
+
+
+def test_a_sampled_out_request_makes_no_spans_but_logs_its_trace_id(
+        write_config: ConfigWriter, start: Start, collector: OtlpCollector) -> None:
+    """With a ratio sampler at 0 only callers' sampled traces are recorded: the other requests
+    make no children and export nothing (tracing 1% of requests costs far less than all), and
+    the access log still names their trace id."""
+    server = start(write_config(routing=CANARY, server={"access_log": True}), env={
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.server_address[1]}",
+        "OTEL_BSP_SCHEDULE_DELAY": "100", "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "0"})
+    for i in range(5):
+        assert server.request("POST", INFER, BODY, {"x-request-id": f"unsampled-{i}"}).status \
+            == 200
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert server.request("POST", INFER, BODY, {
+        "traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"}).status == 200
+    wait_until(lambda: {"POST /v2/models/{model}/infer", "route", "queue", "inference"}
+               <= {span.name for _, span in collector.spans})
+    time.sleep(0.3)  # anything the unsampled requests made would have been exported by now
+    assert {span.trace_id.hex() for _, span in collector.spans} == {trace_id}
+    wait_until(lambda: "request_id=unsampled-4" in server.log())
+    unsampled = [line for line in server.log().splitlines() if "request_id=unsampled-" in line]
+    assert len(unsampled) == 5 and all("trace_id=-" not in line for line in unsampled)
