@@ -76,12 +76,12 @@ class Gateway:
         self.lifecycle = Lifecycle(settings, registry, metrics.batch_observer)
         metrics.count_inflight(registry.inflight_by_model)
         self.tracing = Tracing(settings.tracing.service_name)
+        self.drift = DriftService(settings.drift)
         self.shadow = ShadowRunner(_shadow_target(registry), metrics.count_shadow,
                                    tracer=self.tracing.tracer)
-        self.drift = DriftService(settings.drift)
         metrics.registry.register(self.drift.collector())
         self.feedback = FeedbackService(settings.drift.window_rows)
-        metrics.registry.register(self.feedback.collector(self.drift.threshold))
+        metrics.registry.register(self.feedback.collector(self.drift.rule))
         self.live = LivePolicy(settings.routing, settings.model_repository, policy, self.lifecycle,
                                metrics, on_applied=self._track_served_versions)
         self.pipeline = InferencePipeline(registry, settings, self.live, self.drift, self.shadow)

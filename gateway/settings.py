@@ -55,10 +55,16 @@ class BatchingSettings:
     when a full batch measured at warm-up takes at most 200 µs, else thread)."""
 
 
+INHERIT = -1.0
+"""A per-model drift setting left out: the model takes `drift.<setting>` (a file cannot say -1)."""
+
+
 @dataclass(frozen=True)
 class DriftModelSettings:
-    psi_threshold: float = 0.2
-    """PSI at or above which a feature of this model counts as drifted."""
+    psi_threshold: float = INHERIT
+    """This model's effect-size floor (default: drift.psi_threshold)."""
+    false_alarm_rate: float = INHERIT
+    """This model's false-alarm rate per window (default: drift.false_alarm_rate)."""
 
 
 @dataclass(frozen=True)
@@ -67,8 +73,12 @@ class DriftSettings:
     """Monitor served rows for drift (SPEC section 5)."""
     window_rows: int = 5000
     """Sliding window per model version, in rows."""
-    psi_threshold: float = 0.2
-    """Default PSI threshold; per model: `drift.models.<model>.psi_threshold`."""
+    false_alarm_rate: float = 0.01
+    """Chance that a window with no drift has any column flagged `drifted`, per version and
+    per kind (its features; its outputs); per model: `drift.models.<model>.false_alarm_rate`."""
+    psi_threshold: float = 0.0
+    """Effect-size floor: with a value above 0, a column the test flags is `drifted` only when
+    its PSI also reaches it (large windows make tiny changes statistically sure). 0: off."""
     models: dict[str, DriftModelSettings] = field(default_factory=dict)
     """Per-model overrides."""
     max_buffer_rows: int = 50_000
@@ -188,6 +198,13 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(f"server.port: {settings.server.port} is not a TCP port")
     if settings.drift.window_rows < 1:
         raise ConfigError("drift.window_rows: must be at least 1")
+    rates = [("drift.false_alarm_rate", settings.drift.false_alarm_rate)]
+    rates += [(f"drift.models.{m}.false_alarm_rate", s.false_alarm_rate)
+              for m, s in settings.drift.models.items() if s.false_alarm_rate != INHERIT]
+    for key, rate in rates:
+        if not 0 < rate < 1:
+            raise ConfigError(f"{key}: {rate} is not a probability between 0 and 1 (e.g. 0.01: "
+                              "one window in a hundred without drift flags a column)")
     if settings.limits.read_timeout_s <= 0:
         raise ConfigError("limits.read_timeout_s: must be more than 0 seconds")
 

@@ -18,7 +18,7 @@ def test_shipped_config_resolves_paths_against_its_folder() -> None:
     assert settings.batching.max_queue_delay_us == 500
     assert settings.batching.max_queue_size == 256
     assert settings.drift.window_rows == 5000
-    assert settings.drift.psi_threshold == 0.2
+    assert settings.drift.psi_threshold == 0.0 and settings.drift.false_alarm_rate == 0.01
     assert settings.limits.max_body_bytes == 8 * 1024 * 1024
 
 
@@ -29,6 +29,18 @@ def test_defaults_fill_missing_keys(tmp_path: Path) -> None:
     assert settings.server.port == Settings().server.port == 8000
     assert settings.model_repository == tmp_path / "models"
     assert settings.drift.models["m"].psi_threshold == 0.3
+
+
+def test_a_model_takes_the_drift_defaults_it_does_not_set(tmp_path: Path) -> None:
+    from gateway.observability.drift.service import DriftService
+
+    (tmp_path / "g.yaml").write_text(
+        "drift: {false_alarm_rate: 0.05, psi_threshold: 0.1,\n"
+        "        models: {a: {psi_threshold: 0.3}, b: {false_alarm_rate: 0.001}}}\n")
+    service = DriftService(load_settings(tmp_path / "g.yaml").drift)
+    rules = {m: service.rule(m) for m in ("a", "b", "c")}
+    assert [(r.false_alarm_rate, r.psi_floor) for r in rules.values()] == [
+        (0.05, 0.3), (0.001, 0.1), (0.05, 0.1)]
 
 
 def test_environment_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -46,6 +58,8 @@ def test_environment_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     ("server: {port: 70000}", "not a TCP port"),
     ("server: {access_log: 1}", "true or false"),
     ("drift: {psi_threshold: -1}", "non-negative number"),
+    ("drift: {false_alarm_rate: 0}", "probability between 0 and 1"),
+    ("drift: {models: {m: {false_alarm_rate: 1.5}}}", "models.m.false_alarm_rate"),
     ("model_repository: 5", "expected a path"),
     ("[1, 2]", "expected a mapping"),
     ("a: [", "not valid YAML"),

@@ -110,7 +110,7 @@ class Endpoints:
             self._with_performance(r, model, int(r["version"])) for r in reports if r]}
         feedback = self.feedback.model(model)
         if feedback is not None:
-            doc["labels"] = feedback.labels_report(self.drift.threshold(model))
+            doc["labels"] = feedback.labels_report(self.drift.rule(model))
         return json_response(doc)
 
     async def post_feedback(self, request: Request) -> Response:

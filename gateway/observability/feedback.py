@@ -25,7 +25,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from gateway.observability.drift.histograms import Binner, Column, column_from_profile
-from gateway.observability.drift.stats import drift_statistics
+from gateway.observability.drift.stats import DriftRule, drift_statistics
 from gateway.observability.drift.window import SlidingWindow, ValueWindow
 from gateway.observability.metrics import FamilyTable, make_families
 from gateway.observability.reports import LabelsReport, PerformanceReport
@@ -118,15 +118,19 @@ class ModelFeedback:
             if self.space.classifier:
                 performance.correct += int(mine.sum())
 
-    def labels_report(self, psi_threshold: float) -> LabelsReport:
+    def labels_report(self, rule: DriftRule) -> LabelsReport:
+        """The recent labels against the training labels: PSI and JS, and `drifted` by the
+        same test and rule as features (a class never seen in training is a bin of its own)."""
         counts = self.labels.total()
         binner = self.labels.binner
-        stats = drift_statistics(binner.reference, counts.bins, binner.offsets)
-        psi, js = float(stats["psi"][0]), float(stats["js"][0])
+        stats = drift_statistics(binner.reference, counts.bins, binner.offsets,
+                                 binner.reference_nan, counts.nan, counts.unseen)
+        psi, js, p = (float(stats[k][0]) for k in ("psi", "js", "p"))
         empty = counts.rows == 0
         return {"window_rows": counts.rows, "psi": None if empty else round(psi, 6),
                 "js": None if empty else round(js, 6),
-                "drifted": bool(not empty and psi >= psi_threshold),
+                "p_value": None if empty else round(p, 6),
+                "drifted": bool(rule.flags(stats["psi"], stats["p"])[0]),
                 "unseen": int(counts.unseen[0])}
 
     def performance(self, version: int) -> PerformanceReport:
@@ -184,8 +188,8 @@ class FeedbackService:
     def why_not(self, model: str) -> str:
         return self._missing.get(model, "it has no labels profile")
 
-    def collector(self, thresholds: Callable[[str], float]) -> Collector:
-        return _FeedbackCollector(self, thresholds)
+    def collector(self, rules: Callable[[str], DriftRule]) -> Collector:
+        return _FeedbackCollector(self, rules)
 
     def all(self) -> list[ModelFeedback]:
         return list(self._models.values())
@@ -199,10 +203,10 @@ def _held_out(manifest: dict[str, Any]) -> dict[str, float | None]:
 
 
 class _FeedbackCollector(Collector):
-    def __init__(self, service: FeedbackService, thresholds: Callable[[str], float]) -> None:
+    def __init__(self, service: FeedbackService, rules: Callable[[str], DriftRule]) -> None:
         self.service = service
-        self.thresholds = thresholds
-        """model -> PSI threshold (the drift settings' per-model value)."""
+        self.rules = rules
+        """model -> its drift rule (the drift settings' per-model values)."""
 
     def collect(self) -> Iterator[Any]:
         f = make_families(_FAMILIES)
@@ -228,10 +232,11 @@ class _FeedbackCollector(Collector):
                 for category, count in zip([*map(str, feedback.space.categories), UNSEEN],
                                            feedback.label_counts, strict=True):
                     f["label_rows"].add_metric([model, category], int(count))
-            threshold = self.thresholds(model)
-            report = feedback.labels_report(threshold)
+            rule = self.rules(model)
+            report = feedback.labels_report(rule)
             f["label_window"].add_metric([model], report["window_rows"])
-            f["label_threshold"].add_metric([model], threshold)
+            f["label_threshold"].add_metric([model], rule.psi_floor)
+            f["label_drifted"].add_metric([model], int(report["drifted"]))
             psi, js = report["psi"], report["js"]
             if psi is not None and js is not None:
                 f["label_psi"].add_metric([model], psi)
@@ -262,6 +267,10 @@ _FAMILIES: FamilyTable = {
     "label_window": (GaugeMetricFamily, "gateway_label_window_rows",
                      "Labels in the model's label drift window.", ["model"]),
     "label_threshold": (GaugeMetricFamily, "gateway_label_drift_psi_threshold",
-                        "PSI at or above which the labels count as drifted.", ["model"]),
+                        "PSI the labels must also reach to count as drifted (0: no floor).",
+                        ["model"]),
+    "label_drifted": (GaugeMetricFamily, "gateway_label_drift_drifted",
+                      "1 when the recent labels differ from the training labels beyond chance "
+                      "at the configured false-alarm rate, else 0.", ["model"]),
 }
 """The feedback counters and gauges, by the name `collect` fills them under."""

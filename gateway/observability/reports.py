@@ -16,10 +16,13 @@ class ColumnReport(TypedDict):
     psi: float | None
     js: float | None
     ks: float | None
+    p_value: float | None
+    """How likely a difference this large is without drift (see drift.stats); None: no rows."""
     drifted: bool
     nan: int
     unseen: int
-    nan_share: float | None
+    nan_ratio: float | None
+    unseen_ratio: float | None
 
 
 class WindowReport(TypedDict):
@@ -57,5 +60,6 @@ class LabelsReport(TypedDict):
     window_rows: int
     psi: float | None
     js: float | None
+    p_value: float | None
     drifted: bool
     unseen: int

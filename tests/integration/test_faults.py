@@ -148,7 +148,7 @@ def test_mirrors_of_a_shadow_taken_out_of_the_policy_are_dropped_not_errors(
     assert server.metric(shadow % "dropped") > 0
 
 
-def test_a_feature_that_turns_nan_drifts_and_its_nan_share_is_a_gauge(
+def test_a_feature_that_turns_nan_drifts_and_its_nan_ratio_is_a_gauge(
         write_config: ConfigWriter, start: Start) -> None:
     """A broken upstream sends NaN for a feature: NaN is a bin of its own for PSI and JS, so the
     feature drifts (it read PSI null and `drifted: false`), and its NaN share is exported."""
@@ -168,10 +168,10 @@ def test_a_feature_that_turns_nan_drifts_and_its_nan_share_is_a_gauge(
     features = {f["name"]: f for f in report["features"]}
     for name, share in (("mean radius", 1.0), ("mean texture", 0.5)):
         assert features[name]["psi"] is not None and features[name]["psi"] > 1, features[name]
-        assert features[name]["drifted"] and features[name]["nan_share"] == share
+        assert features[name]["drifted"] and features[name]["nan_ratio"] == share
     assert features["mean radius"]["ks"] is None  # no finite value to compare
     assert not features["mean area"]["drifted"]
-    gauge = f'gateway_drift_nan_share{{feature="mean radius",model="{MODEL}",version="2"}}'
+    gauge = f'gateway_drift_nan_ratio{{feature="mean radius",model="{MODEL}",version="2"}}'
     assert server.metric(gauge) == 1.0
     psi = f'gateway_drift_psi{{feature="mean radius",model="{MODEL}",version="2"}}'
     assert server.metric(psi) > 1

@@ -79,12 +79,15 @@ def test_promtool_accepts_the_config_and_the_rules_and_their_unit_tests_pass() -
 
 @needs_prometheus
 def test_promtool_unit_tests_can_fail(tmp_path: Path) -> None:
-    """The rule tests are not vacuous: with the drift threshold gauge doubled, the drift alert's
-    test must fail."""
+    """The rule tests are not vacuous: with the drifted flag of the feature that should alert
+    turned off, the drift alert's test must fail."""
     shutil.copy(PROMETHEUS_DIR / "rules.yml", tmp_path)
     text = (PROMETHEUS_DIR / "rules.test.yml").read_text()
-    assert "'0.2x30'" in text
-    (tmp_path / "rules.test.yml").write_text(text.replace("'0.2x30'", "'0.4x30'"))
+    flag = """'gateway_drift_drifted{model="m", version="2", feature="mean radius"}'
+        values: '1x30'"""
+    assert text.count(flag) == 2  # the drift alert's test and the missing-values test
+    (tmp_path / "rules.test.yml").write_text(text.replace(flag, flag.replace("'1x30'",
+                                                                             "'0x30'"), 1))
     done = subprocess.run(["promtool", "test", "rules", "rules.test.yml"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode != 0 and "GatewayFeatureDrift" in done.stdout + done.stderr
@@ -203,9 +206,8 @@ def test_a_real_prometheus_reads_a_canary_from_every_panel_and_rule(
             share = prometheus.query(
                 f'gateway:traffic_share:ratio_rate5m{{model="{MODEL}"}}')["data"]["result"]
             drifted = prometheus.query(
-                'gateway_drift_psi >= ignoring (feature) group_left '
-                'gateway_drift_psi_threshold and ignoring (feature) '
-                'gateway_drift_window_rows >= 500')["data"]["result"]
+                'gateway_drift_psi and on (model, version, feature) gateway_drift_drifted == 1 '
+                'and ignoring (feature) gateway_drift_window_rows >= 500')["data"]["result"]
             if len(share) == 3 and len(drifted) == 2:
                 break
             assert time.monotonic() < deadline, (

@@ -11,7 +11,7 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from gateway.observability.drift.stats import drift_statistics
+from gateway.observability.drift.stats import DriftRule, drift_statistics
 from gateway.observability.feedback import FeedbackService
 from gateway.protocol.feedback import parse_feedback
 from gateway.runtime.repository import scan_repository
@@ -75,7 +75,7 @@ def test_label_drift_equals_plain_numpy_and_flags_a_prior_shift_only() -> None:
     send(feedback, [{"label": int(x)} for x in same_mix])
     model = feedback.model(MODEL)
     assert model is not None
-    report = model.labels_report(0.2)
+    report = model.labels_report(DriftRule())
     live = np.bincount(same_mix, minlength=2).astype(np.float64)
     psi, js = plain_psi_js(reference, live)
     assert report["psi"] == pytest.approx(psi, abs=1e-6)  # reports round to 6 places
@@ -86,7 +86,7 @@ def test_label_drift_equals_plain_numpy_and_flags_a_prior_shift_only() -> None:
     assert abs(stats["psi"][0] - psi) < 1e-9 and abs(stats["js"][0] - js) < 1e-9
     assert report["window_rows"] == 3000 and not report["drifted"]
     send(feedback, [{"label": 1}] * 5000)  # every label one class: a prior shift
-    shifted = model.labels_report(0.2)
+    shifted = model.labels_report(DriftRule())
     assert shifted["drifted"] and shifted["psi"] > 0.2
     psi, _ = plain_psi_js(reference, np.array([0.0, 5000.0]))
     assert shifted["psi"] == pytest.approx(psi, abs=1e-6)
@@ -100,10 +100,10 @@ def test_unseen_labels_are_counted_apart() -> None:
                     {"label": 1}])
     model = feedback.model(MODEL)
     assert model is not None
-    assert model.labels_report(0.2)["unseen"] == 2
+    assert model.labels_report(DriftRule())["unseen"] == 2
     np.testing.assert_array_equal(model.label_counts, [1, 1, 2])
     registry = CollectorRegistry()
-    registry.register(feedback.collector(lambda model: 0.2))
+    registry.register(feedback.collector(lambda model: DriftRule()))
     text = generate_latest(registry).decode()
     assert f'gateway_label_rows_total{{label="_unseen",model="{MODEL}"}} 2.0' in text
     assert f'gateway_feedback_rows_total{{model="{MODEL}",version="none"}} 3.0' in text
@@ -119,7 +119,7 @@ def test_a_label_older_than_the_window_no_longer_counts() -> None:
     assert model.performance(1)["labelled_rows"] == 10
     assert model.performance(1)["accuracy"] == 0.6  # the last 10: 4 wrong, 6 right
     assert model.versions[1].rows == 13 and model.versions[1].correct == 6  # counters: all
-    assert model.labels_report(0.2)["window_rows"] == 10
+    assert model.labels_report(DriftRule())["window_rows"] == 10
 
 
 def test_a_regressor_gets_mae(tmp_path: Path) -> None:
@@ -146,7 +146,7 @@ def test_a_regressor_gets_mae(tmp_path: Path) -> None:
     assert performance == {"labelled_rows": 4, "mae": float(np.mean(np.abs(labels - predictions))),
                            "reference": 1.25}
     registry = CollectorRegistry()
-    registry.register(feedback.collector(lambda model: 0.2))
+    registry.register(feedback.collector(lambda model: DriftRule()))
     text = generate_latest(registry).decode()
     assert 'gateway_live_mae{model="price",version="1"} 0.75' in text
     assert 'gateway_reference_mae{model="price",version="1"} 1.25' in text

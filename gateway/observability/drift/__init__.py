@@ -1,4 +1,5 @@
-"""Drift monitor: reference profiles, sliding windows of histograms, PSI / JS / KS (SPEC 5).
+"""Drift monitor: reference profiles, sliding windows of histograms, PSI / JS / KS, and the
+calibrated `drifted` flag (SPEC 5; the rule is `DriftRule`).
 
 Usable without a server:
 
@@ -9,5 +10,6 @@ Usable without a server:
 """
 
 from gateway.observability.drift.monitor import DriftMonitor
+from gateway.observability.drift.stats import DriftRule
 
-__all__ = ["DriftMonitor"]
+__all__ = ["DriftMonitor", "DriftRule"]

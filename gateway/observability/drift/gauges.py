@@ -1,5 +1,6 @@
 """The drift gauges of /metrics, computed at scrape time from the reports the drift service last
-made (SPEC 6): per feature PSI, JS, KS and NaN share, per output PSI, the window's rows and bin
+made (SPEC 6): per feature PSI, JS, KS, NaN and unseen ratios and the drifted flag, per output
+PSI and its flag, the window's rows and bin
 counts (for fleet-wide drift), and the drops and failed folds."""
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class DriftCollector(Collector):
         for tracked in self.tracked():
             key = [tracked.model, str(tracked.version)]
             f["dropped"].add_metric(key, tracked.dropped_rows)
-            f["threshold"].add_metric(key, tracked.psi_threshold)
+            f["threshold"].add_metric(key, tracked.rule.psi_floor)
             f["failed"].add_metric(key, tracked.failed_folds)
             if tracked.window_bins is not None:
                 _add_bins(f["bins"], f["reference"], key, tracked.monitor, tracked.window_bins)
@@ -36,13 +37,17 @@ class DriftCollector(Collector):
                 continue
             f["window"].add_metric(key, report["window_rows"])
             for feature in report["features"]:
-                for stat in ("psi", "js", "ks", "nan_share"):
+                labels = [*key, feature["name"]]
+                for stat in ("psi", "js", "ks", "nan_ratio", "unseen_ratio"):
                     value = feature[stat]
                     if value is not None:
-                        f[stat].add_metric([*key, feature["name"]], value)
+                        f[stat].add_metric(labels, value)
+                f["drifted"].add_metric(labels, int(feature["drifted"]))
             for output in report["outputs"]:
+                labels = [*key, output["name"]]
                 if output["psi"] is not None:
-                    f["prediction"].add_metric([*key, output["name"]], output["psi"])
+                    f["prediction"].add_metric(labels, output["psi"])
+                f["prediction_drifted"].add_metric(labels, int(output["drifted"]))
         yield from f.values()
 
 
@@ -55,16 +60,26 @@ _FAMILIES: FamilyTable = {
            _FEATURE),
     "ks": (GaugeMetricFamily, "gateway_drift_ks", "KS distance of a feature's binned CDF.",
            _FEATURE),
-    "nan_share": (GaugeMetricFamily, "gateway_drift_nan_share",
+    "nan_ratio": (GaugeMetricFamily, "gateway_drift_nan_ratio",
                   "Share of the drift window's rows in which a feature is NaN (missing).",
                   _FEATURE),
+    "unseen_ratio": (GaugeMetricFamily, "gateway_drift_unseen_ratio",
+                     "Share of the drift window's rows in which a categorical feature holds a "
+                     "category its training data never had.", _FEATURE),
+    "drifted": (GaugeMetricFamily, "gateway_drift_drifted",
+                "1 when a feature's window differs from its reference beyond chance at the "
+                "configured false-alarm rate (and the PSI floor, when set), else 0.", _FEATURE),
     "prediction": (GaugeMetricFamily, "gateway_prediction_drift_psi",
                    "PSI of a model output against its reference.",
                    ["model", "version", "output"]),
+    "prediction_drifted": (GaugeMetricFamily, "gateway_prediction_drift_drifted",
+                           "1 when a model output's window differs from its reference beyond "
+                           "chance, as gateway_drift_drifted.", ["model", "version", "output"]),
     "window": (GaugeMetricFamily, "gateway_drift_window_rows", "Rows in the drift window.",
                _VERSION),
     "threshold": (GaugeMetricFamily, "gateway_drift_psi_threshold",
-                  "PSI at or above which a feature counts as drifted.", _VERSION),
+                  "PSI a flagged feature must also reach to count as drifted (0: no floor).",
+                  _VERSION),
     "dropped": (CounterMetricFamily, "gateway_drift_dropped_rows_total",
                 "Rows not monitored because the drift buffer was full.", _VERSION),
     "failed": (CounterMetricFamily, "gateway_drift_failed_folds",

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from gateway.observability.drift.histograms import Binner, Column, column_from_profile
-from gateway.observability.drift.stats import drift_statistics
+from gateway.observability.drift.stats import DriftRule, drift_statistics
 from gateway.observability.drift.window import SlidingWindow
 from gateway.observability.reports import ColumnReport, WindowReport
 
@@ -92,31 +92,38 @@ class DriftMonitor:
             columns.append(array.reshape(rows, -1)[:, index or 0])
         return np.column_stack(columns)
 
-    def report(self, psi_threshold: float = 0.2) -> WindowReport:
-        """Window size, reference size, and per feature and output: psi, js, ks, drifted."""
+    def report(self, rule: DriftRule | None = None) -> WindowReport:
+        """Window size, reference size, and per feature and output: psi, js, ks, p_value,
+        drifted (by `rule`; the features are one family of tests, the outputs another)."""
         self.flush()
+        rule = rule or DriftRule()
         return {"window_rows": self.features.total().rows,
                 "reference_rows": self.reference_rows,
-                "features": _column_report(self.features, self.feature_columns, psi_threshold),
-                "outputs": (_column_report(self.outputs, self.output_columns, psi_threshold)
+                "features": _column_report(self.features, self.feature_columns, rule),
+                "outputs": (_column_report(self.outputs, self.output_columns, rule)
                             if self.outputs is not None else [])}
 
 
 def _column_report(window: SlidingWindow, columns: list[Column],
-                   psi_threshold: float) -> list[ColumnReport]:
+                   rule: DriftRule) -> list[ColumnReport]:
     live = window.total()
     binner = window.binner
     stats = drift_statistics(binner.reference, live.bins, binner.offsets,
-                             binner.reference_nan, live.nan)
+                             binner.reference_nan, live.nan, live.unseen)
+    flags = rule.flags(stats["psi"], stats["p"])
     report: list[ColumnReport] = []
     for i, column in enumerate(columns):
-        psi, js, ks = (float(stats[k][i]) for k in ("psi", "js", "ks"))
+        psi, js, ks, p = (float(stats[k][i]) for k in ("psi", "js", "ks", "p"))
         report.append({"name": column.name, "psi": _number(psi), "js": _number(js),
-                       "ks": _number(ks), "drifted": bool(psi >= psi_threshold),
+                       "ks": _number(ks), "p_value": _number(p), "drifted": bool(flags[i]),
                        "nan": int(live.nan[i]), "unseen": int(live.unseen[i]),
-                       "nan_share": round(int(live.nan[i]) / live.rows, 6) if live.rows
-                       else None})
+                       "nan_ratio": _ratio(int(live.nan[i]), live.rows),
+                       "unseen_ratio": _ratio(int(live.unseen[i]), live.rows)})
     return report
+
+
+def _ratio(count: int, rows: int) -> float | None:
+    return round(count / rows, 6) if rows else None
 
 
 def _number(value: float) -> float | None:

@@ -25,9 +25,10 @@ from prometheus_client.registry import Collector
 
 from gateway.observability.drift.gauges import DriftCollector
 from gateway.observability.drift.monitor import DriftMonitor
+from gateway.observability.drift.stats import DriftRule
 from gateway.observability.drift.tracked import Tracked
 from gateway.observability.reports import DriftReport
-from gateway.settings import DriftSettings
+from gateway.settings import INHERIT, DriftModelSettings, DriftSettings
 from gateway.tensors import Tensors, TensorSpec
 
 logger = logging.getLogger("gateway.drift")
@@ -60,9 +61,14 @@ class DriftService:
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
-    def threshold(self, model: str) -> float:
-        per_model = self.settings.models.get(model)
-        return per_model.psi_threshold if per_model else self.settings.psi_threshold
+    def rule(self, model: str) -> DriftRule:
+        """The model's drift rule: its own settings where it has them, else the defaults."""
+        per_model = self.settings.models.get(model) or DriftModelSettings()
+        return DriftRule(
+            self.settings.false_alarm_rate if per_model.false_alarm_rate == INHERIT
+            else per_model.false_alarm_rate,
+            self.settings.psi_threshold if per_model.psi_threshold == INHERIT
+            else per_model.psi_threshold)
 
     def track(self, model: str, version: int, reference_file: Path,
               inputs: tuple[TensorSpec, ...]) -> None:
@@ -81,7 +87,7 @@ class DriftService:
                            "features; no drift monitoring", model, version)
             return
         self._tracked[(model, version)] = Tracked(model, version, monitor, sources,
-                                                   self.threshold(model))
+                                                   self.rule(model))
 
     def sync(self, served: dict[tuple[str, int], tuple[Path, tuple[TensorSpec, ...]]]) -> None:
         """Track exactly the served versions: (model, version) -> (reference file, inputs)."""
@@ -185,7 +191,7 @@ class DriftService:
                                  len(taken))
         if report:
             for tracked in list(self._tracked.values()):
-                tracked.report = tracked.monitor.report(tracked.psi_threshold)
+                tracked.report = tracked.monitor.report(tracked.rule)
                 tracked.window_bins = tracked.monitor.features.total().bins.copy()
 
     async def report(self, model: str, version: int) -> DriftReport | None:
@@ -196,7 +202,7 @@ class DriftService:
             return None
         async with self._lock:
             await self._drain([tracked], report=False)  # rows still gathering count too
-            doc = tracked.report = tracked.monitor.report(tracked.psi_threshold)
+            doc = tracked.report = tracked.monitor.report(tracked.rule)
             tracked.window_bins = tracked.monitor.features.total().bins.copy()
         return DriftReport(model=model, version=str(version), window_rows=doc["window_rows"],
                            reference_rows=doc["reference_rows"], features=doc["features"],

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gateway.observability.drift.monitor import DriftMonitor
+from gateway.observability.drift.stats import DriftRule
 from gateway.observability.reports import WindowReport
 from gateway.tensors import Tensors
 
@@ -20,7 +21,7 @@ class Tracked:
     monitor: DriftMonitor
     feature_inputs: tuple[str, ...]
     """One 2-D input holding every feature, or one input per feature, in profile order."""
-    psi_threshold: float
+    rule: DriftRule
     width: int = 0
     """How many features a row has (the profile's), read once for the request path."""
     buffer: deque[tuple[np.ndarray, Tensors]] = field(default_factory=deque)

@@ -6,6 +6,7 @@ import pytest
 from sklearn.datasets import load_breast_cancer
 
 from gateway.observability.drift import DriftMonitor
+from gateway.observability.drift.stats import DriftRule
 from tests.conftest import MODEL, MODELS
 
 REFERENCE = MODELS / MODEL / "1" / "reference.json"
@@ -52,13 +53,29 @@ def test_a_stream_from_the_training_distribution_raises_almost_no_false_alarms()
     assert alarms == 0  # of 600 feature checks
 
 
-def test_thresholds_decide_drifted() -> None:
+def test_the_rule_decides_drifted_by_the_test_and_the_psi_floor() -> None:
     data = load_breast_cancer().data
+    moved = data.copy()
+    moved[:, 0] *= 1.3
     monitor = DriftMonitor.from_reference_file(REFERENCE)
-    monitor.ingest(data[:100])
-    psi = monitor.report()["features"][0]["psi"]
-    assert monitor.report(psi_threshold=psi - 1e-6)["features"][0]["drifted"]  # psi is rounded
-    assert not monitor.report(psi_threshold=psi + 1e-3)["features"][0]["drifted"]
+    monitor.ingest(moved)
+    first = monitor.report()["features"][0]
+    assert first["drifted"] and first["p_value"] is not None and first["p_value"] < 1e-6
+    psi = first["psi"]
+    assert monitor.report(DriftRule(psi_floor=psi - 1e-6))["features"][0]["drifted"]
+    assert not monitor.report(DriftRule(psi_floor=psi + 1e-3))["features"][0]["drifted"]
+    assert not monitor.report(DriftRule(false_alarm_rate=1e-300))["features"][0]["drifted"]
+
+
+def test_benjamini_hochberg_flags_what_bonferroni_would_and_more_when_many_move() -> None:
+    rule = DriftRule(false_alarm_rate=0.05)
+    psi = np.zeros(5)
+    # Bonferroni's bar is 0.01; BH lets the fourth smallest (0.035 <= 4 * 0.05 / 5) pull in
+    # every p-value up to it, and a NaN (no rows) is neither flagged nor counted.
+    p = np.array([0.001, 0.03, 0.035, 0.02, 0.9])
+    assert rule.flags(psi, p).tolist() == [True, True, True, True, False]
+    assert rule.flags(psi, np.array([0.03, np.nan, 0.5])).tolist() == [False, False, False]
+    assert rule.flags(psi, np.array([0.03, np.nan])).tolist() == [True, False]  # m is 1
 
 
 def test_an_empty_window_reports_nulls_and_a_wrong_width_is_refused() -> None:

@@ -52,3 +52,34 @@ def test_nan_is_a_bin_of_its_own_for_psi_and_js_not_ks() -> None:
     assert np.isnan(stats["ks"][1])  # no finite value to order
     without = drift_statistics(reference, live, offsets)
     assert without["psi"][0] == 0 and np.isnan(without["psi"][1])  # the blind spot it closes
+
+
+def test_unseen_categories_are_a_bin_of_their_own() -> None:
+    """A categorical feature that is half a category training never had read PSI 0.0005
+    when unseen values were only counted apart; as a bin of its own, it is drift."""
+    reference = np.array([300.0, 200])
+    live = np.array([150.0, 100])
+    offsets = np.array([0])
+    stats = drift_statistics(reference, live, offsets, np.array([0.0]), np.array([0.0]),
+                             np.array([250.0]))
+    psi, js, _ = per_column(np.array([300.0, 200, 0]), np.array([150.0, 100, 250]))
+    assert abs(stats["psi"][0] - psi) <= 1e-9 and abs(stats["js"][0] - js) <= 1e-9
+    assert stats["psi"][0] > 4 and stats["p"][0] < 1e-12
+
+
+def test_the_p_value_matches_scipys_tests() -> None:
+    """Pearson's two-sample chi-square (scipy's chi2_contingency, no continuity correction)
+    and the two-sample KS test's asymptotic p-value; p is twice the smaller."""
+    from scipy.stats import chi2_contingency, kstwobign
+
+    rng = np.random.default_rng(3)
+    reference = rng.integers(50, 500, 8).astype(float)
+    live = (reference * rng.uniform(0.7, 1.3, 8)).round()
+    stats = drift_statistics(reference, live, np.array([0]))
+    chi = chi2_contingency(np.vstack([reference, live]), correction=False).pvalue
+    r, n = reference.sum(), live.sum()
+    root = np.sqrt(r * n / (r + n))
+    ks = kstwobign.sf(stats["ks"][0] * (root + 0.12 + 0.11 / root))
+    assert abs(stats["p"][0] - min(1.0, 2 * min(chi, ks))) <= 1e-9
+    same = drift_statistics(reference, reference.copy(), np.array([0]))
+    assert same["p"][0] == 1.0
