@@ -24,14 +24,16 @@ def merge_key(inputs: Tensors, rows: int) -> MergeKey | None:
     return tuple(key)
 
 
-def run_concatenated(run: Callable[[Tensors], Tensors], inputs: Sequence[Tensors],
-                     rows: Sequence[int]) -> Tensors:
-    """One call of `run` on every request's inputs (equal merge keys) concatenated; its outputs
-    whole. ValueError when an output's first dimension is not the rows of them all."""
+def concatenate(inputs: Sequence[Tensors]) -> Tensors:
+    """Every request's inputs (equal merge keys) joined along the first dimension."""
     names = inputs[0].keys()
-    merged = {name: np.concatenate([item[name] for item in inputs]) for name in names}
+    return {name: np.concatenate([item[name] for item in inputs]) for name in names}
+
+
+def run_concatenated(run: Callable[[Tensors], Tensors], merged: Tensors, total: int) -> Tensors:
+    """One call of `run` on merged inputs of `total` rows; ValueError when an output's first
+    dimension is not those rows."""
     results = run(merged)
-    total = sum(rows)
     if any(not r.ndim or r.shape[0] != total for r in results.values()):
         raise ValueError("an output's first dimension is not the batch dimension")
     return results
@@ -40,7 +42,7 @@ def run_concatenated(run: Callable[[Tensors], Tensors], inputs: Sequence[Tensors
 def run_merged(run: Callable[[Tensors], Tensors], inputs: Sequence[Tensors],
                rows: Sequence[int]) -> list[Tensors]:
     """`run_concatenated`, and each request's outputs split back by its rows."""
-    results = run_concatenated(run, inputs, rows)
+    results = run_concatenated(run, concatenate(inputs), sum(rows))
     offsets = np.cumsum(rows)[:-1]
     per_output = {name: np.split(r, offsets) for name, r in results.items()}
     return [{name: parts[i] for name, parts in per_output.items()} for i in range(len(inputs))]

@@ -22,6 +22,8 @@ an answer. What to mirror and how to compare are gateway.routing.shadow's.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -32,7 +34,7 @@ from dataclasses import dataclass
 from opentelemetry import trace
 from opentelemetry.context import Context
 
-from gateway.batching.merge import MergeKey, merge_key, run_concatenated
+from gateway.batching.merge import MergeKey, concatenate, merge_key, run_concatenated
 from gateway.routing.shadow import (
     AGREE,
     DISAGREE,
@@ -77,6 +79,10 @@ class ShadowVersion:
 ShadowTarget = Callable[[str, int], "ShadowVersion | None"]
 """(model, version) -> the shadow version, or None when it is not loaded any more."""
 
+ShadowObserver = Callable[[str, int, Tensors, Tensors], None]
+"""(model, version, inputs, the shadow's outputs): called on the event loop, once per merged
+call, so the drift monitor watches the shadow's own outputs while it is being evaluated."""
+
 
 @dataclass
 class _Job:
@@ -92,9 +98,13 @@ class _Job:
 class ShadowRunner:
     def __init__(self, target: ShadowTarget, count: Callable[[str, int, str, int], None],
                  max_queue: int = 4096, max_queue_bytes: int = 64 * 2**20,
-                 max_batch_rows: int = 256, tracer: trace.Tracer | None = None) -> None:
+                 max_batch_rows: int = 256, tracer: trace.Tracer | None = None,
+                 observe: ShadowObserver | None = None) -> None:
         """`count(model, version, result, n)` counts n mirrors under a result (from either
-        thread: Prometheus' counters take their own lock)."""
+        thread: Prometheus' counters take their own lock); `observe`, when given, sees each
+        answered call's inputs and outputs on the event loop."""
+        self._observe = observe
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._target = target
         self._tracer = tracer
         self._count = count
@@ -110,6 +120,8 @@ class ShadowRunner:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        """Called on the event loop (observations are handed back to it)."""
+        self._loop = asyncio.get_running_loop()
         self._thread = threading.Thread(target=self._work, name="gateway-shadow", daemon=True)
         self._thread.start()
 
@@ -142,7 +154,7 @@ class ShadowRunner:
                 continue
             try:
                 jobs = self._jobs(taken)
-                _run_jobs(jobs, self._max_batch_rows, self._stopping)
+                _run_jobs(jobs, self._max_batch_rows, self._stopping, self._observed)
                 for job in jobs:
                     self._report(job)
             except Exception:  # a fault here must never end the shadow or reach a request
@@ -151,6 +163,12 @@ class ShadowRunner:
             finally:
                 self._finished[1] += sum(m.size for m in taken)
                 self._finished[0] += len(taken)
+
+    def _observed(self, model: str, version: int, inputs: Tensors, outputs: Tensors) -> None:
+        """From the shadow thread: hand an answered call to `observe` on the event loop."""
+        if self._observe is not None and self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed at shutdown
+                self._loop.call_soon_threadsafe(self._observe, model, version, inputs, outputs)
 
     def _jobs(self, taken: list[Mirror]) -> list[_Job]:
         """The mirrors by shadow version; those of a version no longer loaded are dropped (not
@@ -189,7 +207,8 @@ class ShadowRunner:
         span.end(end_time=job.end_ns)
 
 
-def _run_jobs(jobs: list[_Job], max_batch_rows: int, stopping: threading.Event) -> None:
+def _run_jobs(jobs: list[_Job], max_batch_rows: int, stopping: threading.Event,
+              observed: ShadowObserver) -> None:
     """On the shadow thread: every job's mirrors run and compared, results set on the job."""
     for job in jobs:
         job.start_ns = time.time_ns()
@@ -197,7 +216,7 @@ def _run_jobs(jobs: list[_Job], max_batch_rows: int, stopping: threading.Event) 
         for chunk in _chunks(job, max_batch_rows):
             if stopping.is_set():
                 return
-            job.results += _run_chunk(job.version, chunk)
+            job.results += _run_chunk(job.version, chunk, observed)
         job.end_ns = time.time_ns()
 
 
@@ -220,15 +239,19 @@ def _chunks(job: _Job, max_batch_rows: int) -> list[list[Mirror]]:
     return chunks
 
 
-def _run_chunk(version: ShadowVersion, chunk: list[Mirror]) -> list[str]:
+def _run_chunk(version: ShadowVersion, chunk: list[Mirror], observed: ShadowObserver) -> list[str]:
     """One call for the chunk, compared mirror by mirror; after a failed merged call, one call
-    per mirror, so that only the mirror the shadow fails on counts as its error."""
+    per mirror, so that only the mirror the shadow fails on counts as its error. What the
+    shadow answered goes to `observed` (its drift window)."""
+    first = chunk[0]
     if len(chunk) > 1:
+        inputs = concatenate([m.inputs for m in chunk])
         try:
-            merged = run_concatenated(version.run, [m.inputs for m in chunk],
-                                      [m.rows for m in chunk])
+            merged = run_concatenated(version.run, inputs, sum(m.rows for m in chunk))
         except Exception:
-            return [result for item in chunk for result in _run_chunk(version, [item])]
+            return [result for item in chunk
+                    for result in _run_chunk(version, [item], observed)]
+        observed(first.model, first.version, inputs, merged)
         try:
             same = compare_merged([m.primary for m in chunk], merged, [m.rows for m in chunk],
                                   version.label)
@@ -236,12 +259,13 @@ def _run_chunk(version: ShadowVersion, chunk: list[Mirror]) -> list[str]:
             _log_uncomparable(chunk[0], exc)
             return [ERROR] * len(chunk)
         return [AGREE if ok else DISAGREE for ok in same]
-    item = chunk[0]
+    item = first
     try:
         output = version.run(item.inputs)
     except Exception as exc:
         logger.warning("shadow model '%s' version %d failed: %s", item.model, item.version, exc)
         return [ERROR]
+    observed(item.model, item.version, item.inputs, output)
     try:
         agree = compare_outputs(item.primary, output, version.label)
     except Exception as exc:

@@ -81,3 +81,35 @@ def test_as_a_new_user_would_training_rows_then_one_feature_scaled(
            for line in metrics.splitlines()
            if line.startswith("gateway_drift_psi{") and 'version="2"' in line}
     assert [name for name, value in psi.items() if value >= 0.2] == ["mean area"]
+
+
+def test_a_shadows_own_outputs_fill_its_drift_window_and_new_gauges_are_exported(
+        write_config: ConfigWriter, start: Start) -> None:
+    """A shadow is evaluated exactly while it serves nobody: its drift window must see the
+    mirrored rows and its own outputs (it read window_rows 0), and the flag, NaN and unseen
+    ratios are gauges per feature."""
+    import time
+
+    server = start(write_config(routing={"models": {MODEL: {
+        "traffic": [{"version": 1, "weight": 100}], "shadow": [{"version": 3, "percent": 100}]}}},
+        drift={"report_interval_s": 0.2}))
+    data = load_breast_cancer().data
+    send(server.url, data, "")
+    deadline = time.monotonic() + 10
+    while True:  # the shadow's thread answers within a tick or two of the last request
+        shadow = server.request("GET", f"/v2/models/{MODEL}/versions/3/drift").json()
+        if shadow["window_rows"] == len(data):
+            break
+        assert time.monotonic() < deadline, shadow["window_rows"]
+        time.sleep(0.1)
+    outputs = {o["name"]: o for o in shadow["outputs"]}
+    assert set(outputs) == {"label", "probabilities[1]"}
+    assert outputs["label"]["psi"] is not None and outputs["label"]["p_value"] is not None
+    assert not any(f["drifted"] for f in shadow["features"])
+    metrics = server.request("GET", "/metrics").body.decode()
+    labels = f'feature="mean radius",model="{MODEL}",version="3"'
+    for gauge in ("gateway_drift_drifted", "gateway_drift_nan_ratio",
+                  "gateway_drift_unseen_ratio"):
+        assert f"{gauge}{{{labels}}} 0.0" in metrics, gauge
+    assert f'gateway_prediction_drift_drifted{{model="{MODEL}",output="label",version="3"}} 0.0' \
+        in metrics
