@@ -14,9 +14,16 @@ from typing import Any
 import yaml
 
 from gateway.errors import ConfigError
+from gateway.routing.rollout import (
+    RolloutError,
+    RolloutPlan,
+    RolloutStatus,
+    parse_rollout,
+    parse_status,
+)
 from gateway.runtime.repository import Repository
 
-_MODEL_KEYS = {"traffic", "sticky_key", "flags", "shadow"}
+_MODEL_KEYS = {"traffic", "sticky_key", "flags", "shadow", "rollout", "rollout_status"}
 _FLAG_KEYS = {"name", "header", "parameter", "values", "version"}
 
 
@@ -56,6 +63,9 @@ class ModelPolicy:
     sticky_key: str | None
     flags: tuple[Flag, ...]
     shadow: tuple[ShadowEntry, ...]
+    rollout: RolloutPlan | None = None
+    """SPEC 9: validated here, read by `gateway rollout`, ignored by serving."""
+    rollout_status: RolloutStatus | None = None
 
     def versions(self) -> frozenset[int]:
         """Every version this policy needs loaded: traffic (weight 0 too), flags, shadows."""
@@ -166,8 +176,16 @@ def _model_policy(raw: Any, model: str, repository: Repository) -> ModelPolicy:
                   for i, f in enumerate(_list(item.get("flags", []), f"{where}.flags")))
     shadow = tuple(_shadow(s, f"{where}.shadow[{i}]", model, repository)
                    for i, s in enumerate(_list(item.get("shadow", []), f"{where}.shadow")))
-    return ModelPolicy(_traffic(item["traffic"], f"{where}.traffic", model, repository),
-                       sticky.lower() if sticky else None, flags, shadow)
+    traffic = _traffic(item["traffic"], f"{where}.traffic", model, repository)
+    try:
+        rollout = (parse_rollout(item["rollout"], f"{where}.rollout",
+                                 [t.version for t in traffic]) if "rollout" in item else None)
+        status = (parse_status(item["rollout_status"], f"{where}.rollout_status")
+                  if item.get("rollout_status") is not None else None)
+    except RolloutError as exc:
+        raise PolicyError(str(exc)) from None
+    return ModelPolicy(traffic, sticky.lower() if sticky else None, flags, shadow, rollout,
+                       status)
 
 
 def parse_policy(text: str, repository: Repository) -> Policy:

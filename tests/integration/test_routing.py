@@ -169,6 +169,10 @@ INVALID = {
     "unknown version": yaml.safe_dump(policy((1, 50), (9, 50))),
     "weights not 100": yaml.safe_dump(policy((1, 50), (2, 40))),
     "bad key": yaml.safe_dump(policy((1, 100), colour="red")),
+    "rollout canary not in traffic": yaml.safe_dump(policy(
+        (1, 100), rollout={"baseline": 1, "canary": 3, "steps": [5, 100]})),
+    "rollout steps not increasing": yaml.safe_dump(policy(
+        (1, 100), (2, 0), rollout={"baseline": 1, "canary": 2, "steps": [50, 25]})),
 }
 
 
