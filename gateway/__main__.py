@@ -1,4 +1,5 @@
-"""Command line: `gateway serve` starts the server, `gateway check` validates config and models."""
+"""Command line: `gateway serve` starts the server, `gateway check` validates config and models,
+`gateway rollout` moves canaries on evidence (SPEC 9)."""
 
 from __future__ import annotations
 
@@ -59,22 +60,78 @@ def check(args: argparse.Namespace) -> int:
     return 0
 
 
+def rollout(args: argparse.Namespace) -> int:
+    """Evaluate every unfinished rollout block now and then (or once), and write decisions."""
+    from gateway.rollout.controller import Controller, fetch_metrics
+    from gateway.routing.policy import parse_policy
+    from gateway.runtime.repository import scan_repository
+
+    settings = _settings(args)
+    policy = parse_policy(settings.routing.read_text(),
+                          scan_repository(settings.model_repository))
+    if not any(entry.rollout for entry in policy.models.values()):
+        print(f"gateway rollout: {settings.routing} has no model with a rollout block; add one "
+              "(see SPEC 9 and the README) and start again", file=sys.stderr)
+        return 1
+    log = open(args.log, "a") if args.log else sys.stdout  # noqa: SIM115 - lives as the loop
+    table = args.once and args.dry_run
+    controller = Controller(settings, lambda: fetch_metrics(args.metrics), once=args.once,
+                            dry_run=args.dry_run, out=None if table else log)
+    try:
+        controller.run(args.check_s)
+    except KeyboardInterrupt:
+        return 0
+    if table:
+        print_comparison(controller.decisions)
+    return 0
+
+
+def print_comparison(decisions: list[dict[str, object]]) -> None:
+    """`--once --dry-run`: the A/B comparison of each rollout, gate by gate, for a person."""
+    for line in decisions:
+        print(f"{line['model']}: baseline {line['baseline']} against canary {line['canary']}, "
+              f"step {line['step']}, canary weight {line['weight']}: {line['decision']} "
+              f"({line['reason']})")
+        rows = [["gate", "n baseline", "n canary", "estimate", "interval", "threshold",
+                 "verdict"]]
+        for gate in line["gates"]:  # type: ignore[attr-defined]
+            interval = ("" if gate["low"] is None
+                        else f"[{gate['low']:.4g}, {gate['high']:.4g}]")
+            estimate = "" if gate["estimate"] is None else f"{gate['estimate']:.4g}"
+            rows.append([gate["gate"], str(gate["n_baseline"]), str(gate["n_canary"]),
+                         estimate, interval, f"{gate['threshold']:g}", gate["verdict"]])
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            print("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     serve_parser = commands.add_parser("serve", help="start the server")
     check_parser = commands.add_parser("check", help="validate config, routing and models")
-    for sub in (serve_parser, check_parser):
+    rollout_parser = commands.add_parser(
+        "rollout", help="promote, hold or roll back canaries on evidence (SPEC 9)")
+    for sub in (serve_parser, check_parser, rollout_parser):
         sub.add_argument("--config", help="gateway.yaml (default: $GATEWAY_CONFIG, else "
                                           "config/gateway.yaml)")
     serve_parser.add_argument("--host", help="address to listen on (default: server.host)")
     serve_parser.add_argument("--port", type=int, help="port (default: server.port, 8000)")
+    rollout_parser.add_argument("--metrics", nargs="+", required=True, metavar="URL",
+                                help="every replica's /metrics URL; their counters add up")
+    rollout_parser.add_argument("--check-s", type=float, default=10.0,
+                                help="seconds between evaluations (default 10)")
+    rollout_parser.add_argument("--once", action="store_true",
+                                help="evaluate once on the counters' totals and exit")
+    rollout_parser.add_argument("--dry-run", action="store_true",
+                                help="decide and log, write nothing (with --once: a table)")
+    rollout_parser.add_argument("--log", help="append the JSON decision lines to this file")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # watchfiles logs every change of the routing folder at INFO; the reload says what it did.
     logging.getLogger("watchfiles.main").setLevel(logging.WARNING)
-    commands_table = {"serve": serve, "check": check}
+    commands_table = {"serve": serve, "check": check, "rollout": rollout}
     try:
         return commands_table[args.command](args)
     except ConfigError as exc:

@@ -1,0 +1,121 @@
+"""`gateway rollout` as an SRE runs it: a real gateway, the controller as a subprocess reading the
+gateway's /metrics, ground truth posted through the feedback endpoint by the test (the test
+decides the labels, so it can make a canary look less accurate), and the routing file the
+decisions are written into."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+
+from tests.conftest import MODEL, ConfigWriter
+from tests.integration.conftest import Start
+from tests.integration.server import GatewayProcess
+
+ROUTING = f"""\
+# The SRE's routing file: the controller must keep this comment.
+models:
+  {MODEL}:
+    traffic:
+      - {{version: 1, weight: 95}}   # the baseline
+      - {{version: 2, weight: 5}}
+    rollout:
+      baseline: 1
+      canary: 2
+      steps: [5, 50, 100]
+      gates: {{accuracy_margin: 0.02}}
+"""
+
+
+def controller(config: Path, server: GatewayProcess,
+               *flags: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", "rollout", "--config", str(config), "--metrics",
+         f"http://{server.url}/metrics", *flags], capture_output=True, text=True, timeout=60)
+
+
+def wait_for_metric(server: GatewayProcess, sample: str, value: float) -> None:
+    deadline = time.monotonic() + 10
+    while server.metric(sample) != value:
+        assert time.monotonic() < deadline, f"{sample} never read {value}"
+        time.sleep(0.1)
+
+
+def label(server: GatewayProcess, version: int, rows: int, accuracy: float) -> None:
+    """Ground truth for `rows` answers of `version`, `accuracy` of them right."""
+    right = round(rows * accuracy)
+    items = [{"label": 1, "version": version, "prediction": 1 if i < right else 0}
+             for i in range(rows)]
+    reply = server.request("POST", f"/v2/models/{MODEL}/feedback",
+                           orjson.dumps({"feedback": items}))
+    assert reply.status == 200, reply.body
+
+
+def test_a_canary_the_labels_call_worse_is_rolled_back_with_its_evidence(
+        write_config: ConfigWriter, start: Start) -> None:
+    config = write_config(routing=ROUTING)
+    routing = config.parent / "routing.yaml"
+    server = start(config)
+    label(server, 1, 2000, 0.98)
+    label(server, 2, 2000, 0.80)
+    before = routing.read_text()
+
+    shown = controller(config, server, "--once", "--dry-run")
+    assert shown.returncode == 0, shown.stderr
+    assert "rollback" in shown.stdout and "accuracy" in shown.stdout
+    assert "n baseline" in shown.stdout and "2000" in shown.stdout
+    assert routing.read_text() == before  # a dry run writes nothing
+
+    done = controller(config, server, "--once")
+    assert done.returncode == 0, done.stderr
+    decision = json.loads(done.stdout.strip().splitlines()[-1])
+    assert decision["decision"] == "rollback" and decision["weight"] == 0
+    gate = decision["gates"][0]
+    assert gate["gate"] == "accuracy" and gate["verdict"] == "fail"
+    assert gate["n_baseline"] == gate["n_canary"] == 2000 and gate["high"] < -0.02
+    after = routing.read_text()
+    assert after.startswith("# The SRE's routing file: the controller must keep this comment.")
+    assert "- {version: 1, weight: 100}   # the baseline" in after
+    assert "- {version: 2, weight: 0}" in after
+    assert 'rollout_status: {state: "rolled_back", step: 0' in after
+    # The gateway took the edit: the canary gets no traffic now.
+    wait_for_metric(server, f'gateway_route_weight{{model="{MODEL}",version="2"}}', 0.0)
+    # A finished rollout is left alone.
+    again = json.loads(controller(config, server, "--once").stdout.strip().splitlines()[-1])
+    assert again["decision"] == "done" and routing.read_text() == after
+
+
+def test_an_equal_canary_is_promoted_and_no_labels_never_promote(
+        write_config: ConfigWriter, start: Start) -> None:
+    config = write_config(routing=ROUTING)
+    routing = config.parent / "routing.yaml"
+    server = start(config)
+    waited = json.loads(controller(config, server, "--once").stdout.strip().splitlines()[-1])
+    assert waited["decision"] == "hold" and "waiting for accuracy" in waited["reason"]
+    assert "weight: 5}" in routing.read_text()  # no labels: no promotion
+    label(server, 1, 3000, 0.98)
+    label(server, 2, 3000, 0.98)
+    # With --once the step's age is what the last status says (none yet: it just began).
+    held = json.loads(controller(config, server, "--once").stdout.strip().splitlines()[-1])
+    assert held["decision"] == "hold" and held["gates"][0]["verdict"] == "pass"
+    routing.write_text(routing.read_text() + '    rollout_status: {state: progressing, step: 0, '
+                       'since: "2026-01-01T00:00:00Z"}\n')
+    wait_for_metric(server, 'gateway_config_reloads_total{result="success"}', 1.0)
+    promoted = json.loads(controller(config, server, "--once").stdout.strip().splitlines()[-1])
+    assert (promoted["decision"], promoted["weight"], promoted["step"]) == ("promote", 50, 1)
+    text = routing.read_text()
+    assert "- {version: 1, weight: 50}   # the baseline" in text
+    assert "- {version: 2, weight: 50}" in text
+
+
+def test_a_file_without_a_rollout_block_is_refused(write_config: ConfigWriter,
+                                                   start: Start) -> None:
+    config = write_config()
+    server = start(config)
+    refused = controller(config, server, "--once")
+    assert refused.returncode == 1 and "has no model with a rollout block" in refused.stderr
