@@ -75,8 +75,16 @@ def rollout(args: argparse.Namespace) -> int:
         return 1
     log = open(args.log, "a") if args.log else sys.stdout  # noqa: SIM115 - lives as the loop
     table = args.once and args.dry_run
+    metrics = None
+    if args.port is not None:
+        from prometheus_client import start_http_server
+
+        from gateway.rollout.metrics import RolloutMetrics
+
+        metrics = RolloutMetrics()
+        start_http_server(args.port, addr="0.0.0.0", registry=metrics.registry)
     controller = Controller(settings, lambda: fetch_metrics(args.metrics), once=args.once,
-                            dry_run=args.dry_run, out=None if table else log)
+                            dry_run=args.dry_run, out=None if table else log, metrics=metrics)
     try:
         controller.run(args.check_s)
     except KeyboardInterrupt:
@@ -126,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     rollout_parser.add_argument("--dry-run", action="store_true",
                                 help="decide and log, write nothing (with --once: a table)")
     rollout_parser.add_argument("--log", help="append the JSON decision lines to this file")
+    rollout_parser.add_argument("--port", type=int,
+                                help="serve the controller's own /metrics on this port")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

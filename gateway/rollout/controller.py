@@ -32,6 +32,7 @@ from typing import Any, TextIO
 from gateway.rollout.decide import HOLD, PROGRESSING, SHADOW_STEP, Decision, decide, stand
 from gateway.rollout.evidence import Reading, gained, read_metrics
 from gateway.rollout.gates import Evidence, judge
+from gateway.rollout.metrics import RolloutMetrics
 from gateway.rollout.writer import replace_if_unchanged, with_decision
 from gateway.routing.policy import ModelPolicy, parse_policy
 from gateway.runtime.repository import scan_repository
@@ -64,6 +65,8 @@ class Controller:
     dry_run: bool = False
     out: TextIO | None = None
     clock: Callable[[], float] = time.time
+    metrics: RolloutMetrics | None = None
+    """The controller's own gauges and counters (served with --port)."""
     decisions: list[dict[str, Any]] = field(default_factory=list)
     """Every decision of the last evaluation, as logged."""
     _steps: dict[str, _StepStart] = field(default_factory=dict)
@@ -91,6 +94,8 @@ class Controller:
                 if decision.writes and not self.dry_run:
                     text = self._write(path, text, model, entry, decision, line)
             self.decisions.append(line)
+            if self.metrics is not None:
+                self.metrics.record(line)
             if self.out is not None:
                 self.out.write(json.dumps(line) + "\n")
                 self.out.flush()

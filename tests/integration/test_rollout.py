@@ -119,3 +119,89 @@ def test_a_file_without_a_rollout_block_is_refused(write_config: ConfigWriter,
     server = start(config)
     refused = controller(config, server, "--once")
     assert refused.returncode == 1 and "has no model with a rollout block" in refused.stderr
+
+
+def test_a_running_controller_promotes_an_equal_canary_step_by_step_and_resumes_after_a_kill(
+        write_config: ConfigWriter, start: Start, tmp_path: Path) -> None:
+    """Sticky traffic all along, labels arriving (98% right for both versions), step_s 1: the
+    controller moves 5 -> 50 -> 100 and finishes; killed at 50, a new one continues from the
+    step the weights show. No request fails; the controller's own /metrics follow."""
+    import threading
+    import urllib.request
+
+    from tests.conftest import sample_rows
+    from tests.integration.server import free_port
+
+    config = write_config(routing=ROUTING.replace("steps: [5, 50, 100]",
+                                                  "steps: [5, 50, 100]\n      step_s: 1")
+                          .replace("    traffic:", "    sticky_key: x-user-id\n    traffic:"))
+    routing = config.parent / "routing.yaml"
+    server = start(config)
+    stop = threading.Event()
+    failures: list[int] = []
+    body = orjson.dumps({"inputs": [{"name": "input", "shape": [1, 30], "datatype": "FP32",
+                                     "data": sample_rows(1).ravel().tolist()}]})
+
+    def traffic() -> None:
+        user = 0
+        while not stop.is_set():
+            user += 1
+            reply = server.request("POST", f"/v2/models/{MODEL}/infer", body,
+                                   {"x-user-id": f"user-{user % 500}"})
+            if reply.status != 200:
+                failures.append(reply.status)
+            if user % 50 == 0:  # ground truth keeps arriving for both versions
+                label(server, 1, 100, 0.98)
+                label(server, 2, 100, 0.98)
+
+    port = free_port()
+    log = tmp_path / "rollout.log"
+
+    def run_controller() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "gateway", "rollout", "--config", str(config), "--metrics",
+             f"http://{server.url}/metrics", "--check-s", "0.3", "--log", str(log),
+             "--port", str(port)])
+
+    def wait_for(text: str, timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        while text not in routing.read_text():
+            assert time.monotonic() < deadline, routing.read_text()
+            time.sleep(0.1)
+
+    sender = threading.Thread(target=traffic)
+    sender.start()
+    first = run_controller()
+    try:
+        wait_for("- {version: 2, weight: 50}")
+        first.kill()  # mid-rollout, no goodbye
+        first.wait()
+        second = run_controller()
+        try:
+            wait_for('state: "promoted"')
+            deadline = time.monotonic() + 10
+            while True:  # the controller's own gauges follow its decisions
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
+                                                timeout=5) as reply:
+                        own = reply.read().decode()
+                    if f'gateway_rollout_canary_weight{{model="{MODEL}"}} 100.0' in own:
+                        break
+                except OSError:
+                    pass
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+            assert f'gateway_rollout_gate{{gate="accuracy",model="{MODEL}"}} 1.0' in own
+        finally:
+            second.kill()
+            second.wait()
+    finally:
+        stop.set()
+        sender.join()
+    assert not failures
+    text = routing.read_text()
+    assert "- {version: 1, weight: 0}   # the baseline" in text
+    assert "- {version: 2, weight: 100}" in text
+    weights = [json.loads(line)["weight"] for line in log.read_text().splitlines()
+               if json.loads(line)["decision"] == "promote"]
+    assert weights[:2] == [50, 100] and weights[-1] == 100
