@@ -205,3 +205,30 @@ def test_a_running_controller_promotes_an_equal_canary_step_by_step_and_resumes_
     weights = [json.loads(line)["weight"] for line in log.read_text().splitlines()
                if json.loads(line)["decision"] == "promote"]
     assert weights[:2] == [50, 100] and weights[-1] == 100
+
+
+def test_a_slow_canary_is_rolled_back_on_latency(model_repo: Path, write_config: ConfigWriter,
+                                                 start: Start) -> None:
+    """A canary whose every answer takes milliseconds against a baseline of microseconds: with
+    min_requests each, its p99 over the baseline's is past max_p99_ratio."""
+    from tests.conftest import add_version, sample_rows, slow_model
+
+    add_version(model_repo, 5, slow_model(layers=1500))
+    config = write_config(model_repo, routing=ROUTING.replace("version: 2", "version: 5")
+                          .replace("canary: 2", "canary: 5")
+                          .replace("gates: {accuracy_margin: 0.02}",
+                                   "gates: {max_p99_ratio: 1.5, min_requests: 100}"))
+    server = start(config)
+    body = orjson.dumps({"inputs": [{"name": "input", "shape": [1, 30], "datatype": "FP32",
+                                     "data": sample_rows(1).ravel().tolist()}]})
+    for version in (1, 5):
+        for _ in range(120):
+            reply = server.request("POST", f"/v2/models/{MODEL}/versions/{version}/infer", body)
+            assert reply.status == 200
+    done = controller(config, server, "--once")
+    decision = json.loads(done.stdout.strip().splitlines()[-1])
+    assert decision["decision"] == "rollback", decision
+    gate = decision["gates"][0]
+    assert gate["gate"] == "latency" and gate["verdict"] == "fail" and gate["estimate"] > 1.5
+    assert gate["n_baseline"] == gate["n_canary"] == 120
+    assert "latency" in (config.parent / "routing.yaml").read_text()
