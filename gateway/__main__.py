@@ -63,6 +63,7 @@ def check(args: argparse.Namespace) -> int:
 def rollout(args: argparse.Namespace) -> int:
     """Evaluate every unfinished rollout block now and then (or once), and write decisions."""
     from gateway.rollout.controller import Controller, fetch_metrics
+    from gateway.rollout.evidence import Reading, read_metrics, read_prometheus
     from gateway.routing.policy import parse_policy
     from gateway.runtime.repository import scan_repository
 
@@ -83,7 +84,14 @@ def rollout(args: argparse.Namespace) -> int:
 
         metrics = RolloutMetrics()
         start_http_server(args.port, addr="0.0.0.0", registry=metrics.registry)
-    controller = Controller(settings, lambda: fetch_metrics(args.metrics), once=args.once,
+    window = settings.drift.window_rows
+
+    def read() -> Reading:
+        if args.prometheus:
+            return read_prometheus(args.prometheus, window)
+        return read_metrics(fetch_metrics(args.metrics), window)
+
+    controller = Controller(settings, read, once=args.once,
                             dry_run=args.dry_run, out=None if table else log, metrics=metrics)
     try:
         controller.run(args.check_s)
@@ -125,8 +133,11 @@ def main(argv: list[str] | None = None) -> int:
                                           "config/gateway.yaml)")
     serve_parser.add_argument("--host", help="address to listen on (default: server.host)")
     serve_parser.add_argument("--port", type=int, help="port (default: server.port, 8000)")
-    rollout_parser.add_argument("--metrics", nargs="+", required=True, metavar="URL",
-                                help="every replica's /metrics URL; their counters add up")
+    source = rollout_parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--metrics", nargs="+", metavar="URL",
+                        help="every replica's /metrics URL; their counters add up")
+    source.add_argument("--prometheus", metavar="URL",
+                        help="a Prometheus server scraping every replica: the same sums")
     rollout_parser.add_argument("--check-s", type=float, default=10.0,
                                 help="seconds between evaluations (default 10)")
     rollout_parser.add_argument("--once", action="store_true",

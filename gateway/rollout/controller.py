@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from gateway.rollout.decide import HOLD, PROGRESSING, SHADOW_STEP, Decision, decide, stand
-from gateway.rollout.evidence import Reading, gained, read_metrics
+from gateway.rollout.evidence import Reading, gained
 from gateway.rollout.gates import Evidence, judge
 from gateway.rollout.metrics import RolloutMetrics
 from gateway.rollout.writer import replace_if_unchanged, with_decision
@@ -59,8 +59,8 @@ class _StepStart:
 @dataclass
 class Controller:
     settings: Settings
-    read: Callable[[], list[str]]
-    """The replicas' /metrics texts (OSError: a replica is out of reach)."""
+    read: Callable[[], Reading]
+    """The fleet's totals now (OSError: a replica or Prometheus is out of reach)."""
     once: bool = False
     dry_run: bool = False
     out: TextIO | None = None
@@ -76,8 +76,7 @@ class Controller:
         text = path.read_text()
         policy = parse_policy(text, scan_repository(self.settings.model_repository))
         try:
-            reading: Reading | None = read_metrics(self.read(),
-                                                   self.settings.drift.window_rows)
+            reading: Reading | None = self.read()
         except OSError as exc:
             reading, unreachable = None, str(exc)
         self.decisions = []

@@ -113,3 +113,60 @@ def gained(now: Evidence, then: Evidence | None) -> Evidence:
                     int(gain(now.correct, then.correct)),
                     {r: int(gain(n, then.shadow.get(r, 0))) for r, n in now.shadow.items()},
                     now.prediction_psi, now.drift_window_rows)
+
+
+_QUERIES = {
+    "requests": "sum by (model, version, code) (gateway_requests_total)",
+    "buckets": "sum by (model, version, le) (gateway_request_duration_seconds_bucket)",
+    "labelled": "sum by (model, version) (gateway_feedback_rows_total)",
+    "correct": "sum by (model, version) (gateway_feedback_correct_rows_total)",
+    "shadow": "sum by (model, version, result) (gateway_shadow_requests_total)",
+    "window": "max by (model, version) (gateway_drift_window_rows)",
+    "psi": "max by (model, version, output) (gateway_prediction_drift_psi and on (instance, "
+           "model, version) gateway_drift_window_rows >= {full})",
+}
+"""What `--prometheus` asks: the same sums over the replicas as /metrics gives, by PromQL."""
+
+
+def read_prometheus(url: str, full_window_rows: int = 5000,
+                    timeout_s: float = 10.0) -> Reading:
+    """The fleet's totals from a Prometheus server that scrapes every replica; OSError when it
+    cannot be asked or refuses a query."""
+    import json
+    import urllib.parse
+    import urllib.request
+
+    totals: dict[Key, _Totals] = defaultdict(_Totals)
+    for kind, query in _QUERIES.items():
+        address = (f"{url.rstrip('/')}/api/v1/query?"
+                   + urllib.parse.urlencode({"query": query.format(full=full_window_rows)}))
+        with urllib.request.urlopen(address, timeout=timeout_s) as reply:
+            answer = json.load(reply)
+        if answer.get("status") != "success":
+            raise OSError(f"prometheus refused {query!r}: {answer.get('error')}")
+        for series in answer["data"]["result"]:
+            labels = series["metric"]
+            key = _version(labels)
+            if key is None:
+                continue
+            _add_series(totals[key], kind, labels, float(series["value"][1]))
+    return {key: _evidence(t) for key, t in totals.items()}
+
+
+def _add_series(t: _Totals, kind: str, labels: dict[str, str], value: float) -> None:
+    if kind == "requests":
+        t.requests += value
+        if labels.get("code", "").startswith("5"):
+            t.errors += value
+    elif kind == "buckets":
+        t.buckets[float(labels["le"])] += value
+    elif kind == "labelled":
+        t.labelled += value
+    elif kind == "correct":
+        t.correct += value
+    elif kind == "shadow":
+        t.shadow[labels.get("result", "")] += value
+    elif kind == "window":
+        t.window_rows = int(value)
+    elif kind == "psi":
+        t.psi[labels.get("output", "")] = value

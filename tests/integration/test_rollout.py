@@ -15,6 +15,7 @@ import orjson
 
 from tests.conftest import MODEL, ConfigWriter
 from tests.integration.conftest import Start
+from tests.integration.test_prometheus import Prometheus, needs_prometheus
 from tests.integration.server import GatewayProcess
 
 ROUTING = f"""\
@@ -232,3 +233,33 @@ def test_a_slow_canary_is_rolled_back_on_latency(model_repo: Path, write_config:
     assert gate["gate"] == "latency" and gate["verdict"] == "fail" and gate["estimate"] > 1.5
     assert gate["n_baseline"] == gate["n_canary"] == 120
     assert "latency" in (config.parent / "routing.yaml").read_text()
+
+
+@needs_prometheus
+def test_with_prometheus_two_replicas_add_up_and_the_worse_canary_is_rolled_back(
+        write_config: ConfigWriter, start: Start, tmp_path: Path) -> None:
+    """`--prometheus` asks a real Prometheus (Debian's) the sums over two gateway replicas:
+    half the labels reached each replica, the evidence is all of them."""
+    config = write_config(routing=ROUTING)
+    replicas = [start(config), start(config)]
+    prometheus = Prometheus([r.url for r in replicas], tmp_path)
+    try:
+        for server in replicas:
+            label(server, 1, 1000, 0.98)
+            label(server, 2, 1000, 0.80)
+        deadline = time.monotonic() + 30
+        while prometheus.value("sum(gateway_feedback_rows_total)") != 4000:
+            assert time.monotonic() < deadline, "prometheus never scraped both replicas"
+            time.sleep(0.5)
+        done = subprocess.run(
+            [sys.executable, "-m", "gateway", "rollout", "--config", str(config),
+             "--prometheus", f"http://127.0.0.1:{prometheus.port}", "--once"],
+            capture_output=True, text=True, timeout=60)
+    finally:
+        prometheus.stop()
+    assert done.returncode == 0, done.stderr
+    decision = json.loads(done.stdout.strip().splitlines()[-1])
+    assert decision["decision"] == "rollback"
+    gate = decision["gates"][0]
+    assert gate["gate"] == "accuracy" and gate["n_baseline"] == gate["n_canary"] == 2000
+    assert 'state: "rolled_back"' in (config.parent / "routing.yaml").read_text()
