@@ -15,8 +15,8 @@ import orjson
 
 from tests.conftest import MODEL, ConfigWriter
 from tests.integration.conftest import Start
-from tests.integration.test_prometheus import Prometheus, needs_prometheus
 from tests.integration.server import GatewayProcess
+from tests.integration.test_prometheus import Prometheus, needs_prometheus
 
 ROUTING = f"""\
 # The SRE's routing file: the controller must keep this comment.
