@@ -64,12 +64,19 @@ def rollout(args: argparse.Namespace) -> int:
     """Evaluate every unfinished rollout block now and then (or once), and write decisions."""
     from gateway.rollout.controller import Controller, fetch_metrics
     from gateway.rollout.evidence import Reading, read_metrics, read_prometheus
+    from gateway.rollout.store import ConfigMapStore, FileStore, PolicyStore
     from gateway.routing.policy import parse_policy
     from gateway.runtime.repository import scan_repository
 
     settings = _settings(args)
-    policy = parse_policy(settings.routing.read_text(),
-                          scan_repository(settings.model_repository))
+    store: PolicyStore = FileStore(settings.routing)
+    if args.configmap:
+        try:
+            store = ConfigMapStore.in_cluster(args.configmap, settings.routing.name)
+        except (ValueError, OSError) as exc:
+            print(f"gateway rollout: {exc}", file=sys.stderr)
+            return 1
+    policy = parse_policy(store.read()[0], scan_repository(settings.model_repository))
     if not any(entry.rollout for entry in policy.models.values()):
         print(f"gateway rollout: {settings.routing} has no model with a rollout block; add one "
               "(see SPEC 9 and the README) and start again", file=sys.stderr)
@@ -92,7 +99,8 @@ def rollout(args: argparse.Namespace) -> int:
         return read_metrics(fetch_metrics(args.metrics), window)
 
     controller = Controller(settings, read, once=args.once,
-                            dry_run=args.dry_run, out=None if table else log, metrics=metrics)
+                            dry_run=args.dry_run, out=None if table else log, metrics=metrics,
+                            store=store)
     try:
         controller.run(args.check_s)
     except KeyboardInterrupt:
@@ -145,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     rollout_parser.add_argument("--dry-run", action="store_true",
                                 help="decide and log, write nothing (with --once: a table)")
     rollout_parser.add_argument("--log", help="append the JSON decision lines to this file")
+    rollout_parser.add_argument("--configmap", metavar="NAMESPACE/NAME",
+                                help="read and patch the routing policy in this ConfigMap "
+                                     "through the Kubernetes API (the pod's service account)")
     rollout_parser.add_argument("--port", type=int,
                                 help="serve the controller's own /metrics on this port")
     args = parser.parse_args(argv)

@@ -26,14 +26,14 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, TextIO
 
 from gateway.rollout.decide import HOLD, PROGRESSING, SHADOW_STEP, Decision, decide, stand
 from gateway.rollout.evidence import Reading, gained
 from gateway.rollout.gates import Evidence, judge
 from gateway.rollout.metrics import RolloutMetrics
-from gateway.rollout.writer import replace_if_unchanged, with_decision
+from gateway.rollout.store import FileStore, PolicyStore
+from gateway.rollout.writer import with_decision
 from gateway.routing.policy import ModelPolicy, parse_policy
 from gateway.runtime.repository import scan_repository
 from gateway.settings import Settings
@@ -65,6 +65,8 @@ class Controller:
     dry_run: bool = False
     out: TextIO | None = None
     clock: Callable[[], float] = time.time
+    store: PolicyStore | None = None
+    """Where the policy is read and written (default: the routing file of `settings`)."""
     metrics: RolloutMetrics | None = None
     """The controller's own gauges and counters (served with --port)."""
     decisions: list[dict[str, Any]] = field(default_factory=list)
@@ -72,8 +74,8 @@ class Controller:
     _steps: dict[str, _StepStart] = field(default_factory=dict)
 
     def evaluate(self) -> list[dict[str, Any]]:
-        path = self.settings.routing
-        text = path.read_text()
+        store = self.store or FileStore(self.settings.routing)
+        text, version = store.read()
         policy = parse_policy(text, scan_repository(self.settings.model_repository))
         try:
             reading: Reading | None = self.read()
@@ -91,7 +93,9 @@ class Controller:
                 decision = self._decide(model, entry, reading)
                 line = self._line(model, entry, decision)
                 if decision.writes and not self.dry_run:
-                    text = self._write(path, text, model, entry, decision, line)
+                    written = self._write(store, version, text, model, entry, decision, line)
+                    if written is not None:
+                        text, version = store.read()
             self.decisions.append(line)
             if self.metrics is not None:
                 self.metrics.record(line)
@@ -141,8 +145,9 @@ class Controller:
                 "decision": decision.decision, "reason": decision.reason,
                 "gates": [g.as_json() for g in decision.gates]}
 
-    def _write(self, path: Path, text: str, model: str, entry: ModelPolicy,
-               decision: Decision, line: dict[str, Any]) -> str:
+    def _write(self, store: PolicyStore, version: str, text: str, model: str,
+               entry: ModelPolicy, decision: Decision, line: dict[str, Any]) -> str | None:
+        """The new text when it was stored; None when the policy changed since it was read."""
         plan = entry.rollout
         assert plan is not None
         others = sum(t.weight for t in entry.traffic
@@ -152,13 +157,13 @@ class Controller:
         status = {"state": decision.state, "step": decision.step,
                   "since": line["time"], "reason": decision.reason}
         new = with_decision(text, model, weights, status)
-        if replace_if_unchanged(path, text, new):
+        if store.write(version, new):
             self._steps.pop(model, None)  # the next step's evidence starts now
             return new
         line["decision"] = HOLD
-        line["reason"] = (f"the file changed while deciding ({decision.decision} not "
+        line["reason"] = (f"the policy changed while deciding ({decision.decision} not "
                           "written): a person's edit wins; reading it again next time")
-        return text
+        return None
 
     def run(self, check_s: float, stop: Callable[[], bool] = lambda: False) -> None:
         while not stop():

@@ -5,6 +5,7 @@ decisions are written into."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import subprocess
 import sys
@@ -263,3 +264,106 @@ def test_with_prometheus_two_replicas_add_up_and_the_worse_canary_is_rolled_back
     gate = decision["gates"][0]
     assert gate["gate"] == "accuracy" and gate["n_baseline"] == gate["n_canary"] == 2000
     assert 'state: "rolled_back"' in (config.parent / "routing.yaml").read_text()
+
+
+class FakeApiServer(http.server.ThreadingHTTPServer):
+    """Kubernetes' API for one ConfigMap, as strict as the real one on what the controller
+    sends: the path, the bearer token, the merge-patch content type, and the resourceVersion
+    (409 when it is not the current one)."""
+
+    def __init__(self, text: str, token: str) -> None:
+        super().__init__(("127.0.0.1", 0), _ApiHandler)
+        self.text, self.token, self.version = text, token, 1
+        self.patches: list[dict[str, object]] = []
+        self.bump_before_patch = False
+        """Simulate a person's kubectl edit between the controller's read and its patch."""
+
+
+class _ApiHandler(http.server.BaseHTTPRequestHandler):
+    server: FakeApiServer
+    PATH = "/api/v1/namespaces/ml/configmaps/gateway-routing"
+
+    def _refuse(self) -> bool:
+        if self.path != self.PATH:
+            self._answer(404, {"kind": "Status", "message": "not found"})
+            return True
+        if self.headers.get("Authorization") != f"Bearer {self.server.token}":
+            self._answer(401, {"kind": "Status", "message": "Unauthorized"})
+            return True
+        return False
+
+    def do_GET(self) -> None:
+        if not self._refuse():
+            self._answer(200, self._configmap())
+
+    def do_PATCH(self) -> None:
+        if self._refuse():
+            return
+        if self.headers.get("Content-Type") != "application/merge-patch+json":
+            self._answer(415, {"kind": "Status", "message": "unsupported media type"})
+            return
+        patch = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.patches.append(patch)
+        if self.server.bump_before_patch:
+            self.server.version += 1
+        if patch["metadata"]["resourceVersion"] != str(self.server.version):
+            self._answer(409, {"kind": "Status", "reason": "Conflict"})
+            return
+        self.server.text = patch["data"]["routing.yaml"]
+        self.server.version += 1
+        self._answer(200, self._configmap())
+
+    def _configmap(self) -> dict[str, object]:
+        return {"kind": "ConfigMap", "metadata": {"name": "gateway-routing", "namespace": "ml",
+                                                  "resourceVersion": str(self.server.version)},
+                "data": {"routing.yaml": self.server.text}}
+
+    def _answer(self, status: int, doc: dict[str, object]) -> None:
+        body = json.dumps(doc).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_on_kubernetes_the_configmap_is_patched_through_the_api(
+        write_config: ConfigWriter, start: Start, tmp_path: Path) -> None:
+    import os
+    import threading
+
+    config = write_config(routing=ROUTING)
+    server = start(config)
+    label(server, 1, 2000, 0.98)
+    label(server, 2, 2000, 0.80)
+    api = FakeApiServer(ROUTING, "service-account-token")
+    threading.Thread(target=api.serve_forever, daemon=True).start()
+    token_file = tmp_path / "token"
+    token_file.write_text("service-account-token\n")
+    env = {**os.environ, "GATEWAY_KUBERNETES_API": f"http://127.0.0.1:{api.server_address[1]}",
+           "GATEWAY_KUBERNETES_TOKEN": str(token_file)}
+
+    def run() -> dict[str, object]:
+        done = subprocess.run(
+            [sys.executable, "-m", "gateway", "rollout", "--config", str(config), "--metrics",
+             f"http://{server.url}/metrics", "--once", "--configmap", "ml/gateway-routing"],
+            capture_output=True, text=True, timeout=60, env=env)
+        assert done.returncode == 0, done.stderr
+        return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+    try:
+        api.bump_before_patch = True  # a person edits between the read and the patch
+        raced = run()
+        assert raced["decision"] == "hold" and "a person's edit wins" in str(raced["reason"])
+        assert api.text == ROUTING
+        api.bump_before_patch = False
+        rolled = run()
+    finally:
+        api.shutdown()
+    assert rolled["decision"] == "rollback"
+    assert "- {version: 2, weight: 0}" in api.text and 'state: "rolled_back"' in api.text
+    assert api.text.startswith("# The SRE's routing file")
+    assert (config.parent / "routing.yaml").read_text() == ROUTING  # only the API was written
