@@ -30,10 +30,10 @@ def documents(path: Path) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
 
 
-def manifest(kind: str) -> dict[str, Any]:
-    for path in BASE.glob("*.yaml"):
+def manifest(kind: str, name: str = "gateway") -> dict[str, Any]:
+    for path in sorted(BASE.glob("*.yaml")):
         for doc in documents(path):
-            if doc.get("kind") == kind:
+            if doc.get("kind") == kind and doc["metadata"].get("name") == name:
                 return doc
     raise AssertionError(f"no {kind} in {BASE}")
 
@@ -61,8 +61,9 @@ def render(folder: Path) -> list[dict[str, Any]]:
 def test_the_kustomizations_render_to_valid_resources() -> None:
     rendered = render(DEPLOY)
     kinds = sorted(doc["kind"] for doc in rendered)
-    assert kinds == ["ConfigMap", "ConfigMap", "Deployment", "HorizontalPodAutoscaler",
-                     "PodDisruptionBudget", "Service"]
+    assert kinds == ["ConfigMap", "ConfigMap", "Deployment", "Deployment",
+                     "HorizontalPodAutoscaler", "PodDisruptionBudget", "Role", "RoleBinding",
+                     "Service", "ServiceAccount"]
     for doc in rendered:
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
         assert doc["metadata"]["labels"]["app.kubernetes.io/name"] == "gateway"
@@ -135,3 +136,27 @@ def test_the_dockerfile_lints_clean() -> None:
     done = subprocess.run([str(hadolint), str(ROOT / "Dockerfile")], capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_rollout_controller_may_patch_the_routing_configmap_and_nothing_else() -> None:
+    """One replica, never two at once; its account can get and patch gateway-routing only;
+    it patches through --configmap in its own namespace and its config is the gateway's."""
+    deployment = manifest("Deployment", "gateway-rollout")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "gateway-rollout"
+    args = pod["containers"][0]["args"]
+    assert args[0] == "rollout" and "$(NAMESPACE)/gateway-routing" in args
+    role = manifest("Role", "gateway-rollout")
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["configmaps"],
+                              "resourceNames": ["gateway-routing"], "verbs": ["get", "patch"]}]
+    binding = manifest("RoleBinding", "gateway-rollout")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "gateway-rollout"}]
+    # The gateway's Service and disruption budget select the servers, never the controller.
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert not set(manifest("Service")["spec"]["selector"].items()) <= set(labels.items())
+    from gateway.__main__ import main
+
+    with pytest.raises(SystemExit):  # the flags it is started with exist
+        main(["rollout", "--help"])
