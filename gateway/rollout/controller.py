@@ -16,6 +16,8 @@ Decided here, where SPEC 9 is silent:
   again, so a restart can only delay a promotion, never hurry one.
 - A replica that cannot be read makes every decision of that round a hold.
 - The baseline gets the rest: 100 minus the canary and any other version's weight.
+- Steps are numbered as SPEC 9 counts them in the log and in `rollout_status.step`: 0 is before
+  the first weight (the shadow step), 1 the first weight of `steps`, and so on.
 """
 
 from __future__ import annotations
@@ -141,7 +143,7 @@ class Controller:
         plan = entry.rollout
         assert plan is not None
         return {"time": _stamp(self.clock()), "model": model, "baseline": plan.baseline,
-                "canary": plan.canary, "step": decision.step, "weight": decision.weight,
+                "canary": plan.canary, "step": decision.step + 1, "weight": decision.weight,
                 "decision": decision.decision, "reason": decision.reason,
                 "gates": [g.as_json() for g in decision.gates]}
 
@@ -154,7 +156,7 @@ class Controller:
                      if t.version not in (plan.baseline, plan.canary))
         weights = {plan.canary: decision.weight,
                    plan.baseline: int(max(0, 100 - decision.weight - others))}
-        status = {"state": decision.state, "step": decision.step,
+        status = {"state": decision.state, "step": decision.step + 1,
                   "since": line["time"], "reason": decision.reason}
         new = with_decision(text, model, weights, status)
         if store.write(version, new):

@@ -68,7 +68,8 @@ def decide(plan: RolloutPlan, status: RolloutStatus | None, canary_weight: float
     weight = int(canary_weight)
     where = stand(plan, canary_weight, canary_shadowed)
     if status is not None and status.state in (PROMOTED, ROLLED_BACK):
-        return Decision(DONE, status.step if status.step is not None else 0, weight,
+        step = status.step - 1 if status.step is not None else 0  # the status counts from 1
+        return Decision(DONE, step, weight,
                         status.state, f"rollout already {status.state}; edit the block to start "
                         "another")
     if where.before_first:

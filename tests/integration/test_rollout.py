@@ -84,7 +84,7 @@ def test_a_canary_the_labels_call_worse_is_rolled_back_with_its_evidence(
     assert after.startswith("# The SRE's routing file: the controller must keep this comment.")
     assert "- {version: 1, weight: 100}   # the baseline" in after
     assert "- {version: 2, weight: 0}" in after
-    assert 'rollout_status: {state: "rolled_back", step: 0' in after
+    assert 'rollout_status: {state: "rolled_back", step: 1' in after  # at the first weight
     # The gateway took the edit: the canary gets no traffic now.
     wait_for_metric(server, f'gateway_route_weight{{model="{MODEL}",version="2"}}', 0.0)
     # A finished rollout is left alone.
@@ -105,11 +105,11 @@ def test_an_equal_canary_is_promoted_and_no_labels_never_promote(
     # With --once the step's age is what the last status says (none yet: it just began).
     held = json.loads(controller(config, server, "--once").stdout.strip().splitlines()[-1])
     assert held["decision"] == "hold" and held["gates"][0]["verdict"] == "pass"
-    routing.write_text(routing.read_text() + '    rollout_status: {state: progressing, step: 0, '
+    routing.write_text(routing.read_text() + '    rollout_status: {state: progressing, step: 1, '
                        'since: "2026-01-01T00:00:00Z"}\n')
     wait_for_metric(server, 'gateway_config_reloads_total{result="success"}', 1.0)
     promoted = json.loads(controller(config, server, "--once").stdout.strip().splitlines()[-1])
-    assert (promoted["decision"], promoted["weight"], promoted["step"]) == ("promote", 50, 1)
+    assert (promoted["decision"], promoted["weight"], promoted["step"]) == ("promote", 50, 2)
     text = routing.read_text()
     assert "- {version: 1, weight: 50}   # the baseline" in text
     assert "- {version: 2, weight: 50}" in text
@@ -367,3 +367,41 @@ def test_on_kubernetes_the_configmap_is_patched_through_the_api(
     assert "- {version: 2, weight: 0}" in api.text and 'state: "rolled_back"' in api.text
     assert api.text.startswith("# The SRE's routing file")
     assert (config.parent / "routing.yaml").read_text() == ROUTING  # only the API was written
+
+
+def test_the_shadow_step_comes_first_and_promotes_to_the_first_weight(
+        write_config: ConfigWriter, start: Start) -> None:
+    """With min_shadow_agreement set and the canary a shadow at weight 0, step 0 judges the
+    mirrored answers; agreement surely above the bar moves the canary to its first weight."""
+    from tests.conftest import sample_rows
+
+    config = write_config(routing=f"""\
+models:
+  {MODEL}:
+    traffic:
+      - {{version: 1, weight: 100}}
+      - {{version: 2, weight: 0}}
+    shadow: [{{version: 2, percent: 100}}]
+    rollout:
+      baseline: 1
+      canary: 2
+      steps: [5, 100]
+      step_s: 1
+      gates: {{min_shadow_agreement: 0.8}}
+    rollout_status: {{state: progressing, step: 0, since: "2026-01-01T00:00:00Z"}}
+""")
+    server = start(config)
+    for row in sample_rows(400, seed=3):
+        body = orjson.dumps({"inputs": [{"name": "input", "shape": [1, 30],
+                                         "datatype": "FP32", "data": row.tolist()}]})
+        assert server.request("POST", f"/v2/models/{MODEL}/infer", body).status == 200
+    shadow = f'gateway_shadow_requests_total{{model="{MODEL}",result="%s",version="2"}}'
+    deadline = time.monotonic() + 10
+    while sum(server.metric(shadow % r) for r in ("agree", "disagree", "error")) < 400:
+        assert time.monotonic() < deadline, "the mirrors were not all compared"
+        time.sleep(0.1)
+    decision = json.loads(controller(config, server, "--once").stdout.strip().splitlines()[-1])
+    assert (decision["decision"], decision["step"], decision["weight"]) == ("promote", 1, 5)
+    assert decision["gates"][0]["gate"] == "shadow_agreement"
+    assert decision["gates"][0]["verdict"] == "pass" and decision["gates"][0]["n_canary"] == 400
+    assert "- {version: 2, weight: 5}" in (config.parent / "routing.yaml").read_text()
