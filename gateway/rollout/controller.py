@@ -37,7 +37,12 @@ from gateway.rollout.metrics import RolloutMetrics
 from gateway.rollout.store import FileStore, PolicyStore
 from gateway.rollout.writer import with_decision
 from gateway.routing.policy import ModelPolicy, parse_policy
-from gateway.runtime.repository import scan_repository
+from gateway.runtime.repository import (
+    Fingerprint,
+    Repository,
+    repository_fingerprint,
+    scan_repository,
+)
 from gateway.settings import Settings
 
 
@@ -74,11 +79,21 @@ class Controller:
     decisions: list[dict[str, Any]] = field(default_factory=list)
     """Every decision of the last evaluation, as logged."""
     _steps: dict[str, _StepStart] = field(default_factory=dict)
+    _repository: tuple[Fingerprint, Repository] | None = None
+
+    def repository(self) -> Repository:
+        """The model repository, scanned again only when its fingerprint changes (parsing every
+        manifest each evaluation was most of an evaluation's time)."""
+        root = self.settings.model_repository
+        fingerprint = repository_fingerprint(root)
+        if self._repository is None or self._repository[0] != fingerprint:
+            self._repository = (fingerprint, scan_repository(root))
+        return self._repository[1]
 
     def evaluate(self) -> list[dict[str, Any]]:
         store = self.store or FileStore(self.settings.routing)
         text, version = store.read()
-        policy = parse_policy(text, scan_repository(self.settings.model_repository))
+        policy = parse_policy(text, self.repository())
         try:
             reading: Reading | None = self.read()
         except OSError as exc:
