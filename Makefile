@@ -23,7 +23,7 @@ serve: $(VENV)/.serve        ## start the gateway on the shipped models and conf
 
 test: lint typecheck unit    ## ruff, mypy and the whole pytest suite
 
-bench: $(VENV)/.test         ## all 11 tables (~20 minutes); one table: make bench BENCH_ARGS="--tables 9"
+bench: $(VENV)/.test         ## all 12 tables (~22 minutes); one table: make bench BENCH_ARGS="--tables 9"
 	$(BIN)/python -m loadtests.bench $(BENCH_ARGS)
 
 profile: $(VENV)/.test       ## py-spy tables: where the CPU goes with every feature on vs one version

@@ -1,5 +1,6 @@
 """Command line: `gateway serve` starts the server, `gateway check` validates config and models,
-`gateway rollout` moves canaries on evidence (SPEC 9)."""
+`gateway rollout` moves canaries on evidence (SPEC 9), `gateway replay` tries a version on
+captured traffic (SPEC 10)."""
 
 from __future__ import annotations
 
@@ -110,6 +111,13 @@ def rollout(args: argparse.Namespace) -> int:
     return 0
 
 
+def replay(args: argparse.Namespace) -> int:
+    from gateway.replay.command import run_replay
+
+    return run_replay(Path(args.capture_dir), args.model, args.version, _settings(args),
+                      args.against, args.json, args.min_agreement)
+
+
 def print_comparison(decisions: list[dict[str, object]]) -> None:
     """`--once --dry-run`: the A/B comparison of each rollout, gate by gate, for a person."""
     for line in decisions:
@@ -136,7 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     check_parser = commands.add_parser("check", help="validate config, routing and models")
     rollout_parser = commands.add_parser(
         "rollout", help="promote, hold or roll back canaries on evidence (SPEC 9)")
-    for sub in (serve_parser, check_parser, rollout_parser):
+    replay_parser = commands.add_parser(
+        "replay", help="send captured requests to a version and compare (SPEC 10)")
+    for sub in (serve_parser, check_parser, rollout_parser, replay_parser):
         sub.add_argument("--config", help="gateway.yaml (default: $GATEWAY_CONFIG, else "
                                           "config/gateway.yaml)")
     serve_parser.add_argument("--host", help="address to listen on (default: server.host)")
@@ -158,12 +168,23 @@ def main(argv: list[str] | None = None) -> int:
                                      "through the Kubernetes API (the pod's service account)")
     rollout_parser.add_argument("--port", type=int,
                                 help="serve the controller's own /metrics on this port")
+    replay_parser.add_argument("capture_dir", metavar="CAPTURE_DIR",
+                               help="the capture folder (capture.path)")
+    replay_parser.add_argument("--model", required=True, help="the model whose requests to send")
+    replay_parser.add_argument("--version", required=True, type=int,
+                               help="the version to send them to")
+    replay_parser.add_argument("--against", metavar="URL",
+                               help="a running gateway (or any V2 server) to send them to, "
+                                    "pinned to --version; default: in-process")
+    replay_parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    replay_parser.add_argument("--min-agreement", type=float, metavar="X",
+                               help="exit 1 when agreement is below X (0 to 1)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # watchfiles logs every change of the routing folder at INFO; the reload says what it did.
     logging.getLogger("watchfiles.main").setLevel(logging.WARNING)
-    commands_table = {"serve": serve, "check": check, "rollout": rollout}
+    commands_table = {"serve": serve, "check": check, "rollout": rollout, "replay": replay}
     try:
         return commands_table[args.command](args)
     except ConfigError as exc:

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
+from gateway.capture.service import make_capture
 from gateway.errors import GatewayError
 from gateway.http.admin import Admin
 from gateway.http.endpoints import Endpoints
@@ -84,6 +85,10 @@ class Gateway:
         metrics.registry.register(self.feedback.collector(self.drift.rule))
         self.live = LivePolicy(settings.routing, settings.model_repository, policy, self.lifecycle,
                                metrics, on_applied=self._track_served_versions)
+        self.capture = make_capture(settings.capture, metrics.registry)
+        for model in sorted(set(settings.capture.redact) - set(repository)):
+            logger.warning("capture.redact names model %r, which the repository does not have",
+                           model)
         self.pipeline = InferencePipeline(registry, settings, self.live, self.drift, self.shadow)
         self._stop_watching = asyncio.Event()
         self._watcher: asyncio.Task[None] | None = None
@@ -101,6 +106,7 @@ class Gateway:
         self.live.publish()
         self.shadow.start()
         self.drift.start()
+        self.capture.start()
         # What start-up made (sessions, modules, tables) lives as long as the process: freezing
         # it keeps the collector's full passes from walking it again and again under load.
         gc.freeze()
@@ -117,6 +123,7 @@ class Gateway:
         await self.drift.stop()
         await self.live.stop()
         await self.lifecycle.stop()
+        await asyncio.to_thread(self.capture.stop)  # after the last answer: it is kept too
         await asyncio.to_thread(self.tracing.shutdown)
 
     def _track_served_versions(self) -> None:
@@ -139,7 +146,8 @@ def create_app(settings: Settings, admin_token: str | None = None) -> Starlette:
             await gateway.stop()
 
     endpoints = Endpoints(gateway.registry, settings.limits, gateway.live, gateway.pipeline,
-                          gateway.metrics, gateway.drift, gateway.tracing, gateway.feedback)
+                          gateway.metrics, gateway.drift, gateway.tracing, gateway.feedback,
+                          gateway.capture)
     routes: list[BaseRoute] = list(endpoints.routes())
     token = admin_token if admin_token is not None else os.environ.get(ADMIN_TOKEN_VARIABLE)
     if token:

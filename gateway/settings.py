@@ -7,7 +7,7 @@ Relative paths in the file are resolved against the folder of the file. Unknown 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -94,6 +94,23 @@ class TracingSettings:
 
 
 @dataclass(frozen=True)
+class CaptureSettings:
+    enabled: bool = False
+    """Keep every answered request (and feedback batch) as a JSON line (SPEC 10); off by
+    default because the rows may be personal data."""
+    path: Path = Path("../capture")
+    """The folder capture files go to; relative to the config file."""
+    sample_percent: float = 100.0
+    """Share of answered requests kept, in percent; a kept request is kept whole."""
+    max_file_mb: float = 64.0
+    """A file is closed and gzipped past this size, in MiB (or after an hour)."""
+    max_total_mb: float = 1024.0
+    """The oldest files are deleted while the folder holds more than this, in MiB."""
+    redact: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Model -> input names whose values are never written (name, datatype, shape stay)."""
+
+
+@dataclass(frozen=True)
 class LimitSettings:
     max_body_bytes: int = 8 * 1024 * 1024
     """Largest request body accepted, in bytes; larger bodies get 413."""
@@ -126,6 +143,7 @@ class Settings:
     drift: DriftSettings = field(default_factory=DriftSettings)
     tracing: TracingSettings = field(default_factory=TracingSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
+    capture: CaptureSettings = field(default_factory=CaptureSettings)
     source: Path | None = None
     """The file these settings came from (not a key of the file)."""
 
@@ -156,9 +174,20 @@ def _build(cls: type[T], raw: Any, where: str) -> T:
                 raise ConfigError(f"{key}: expected a mapping of model name to settings")
             values[name] = {str(m): _build(DriftModelSettings, v, f"{key}.{m}")
                             for m, v in value.items()}
+        elif name == "redact" and cls is CaptureSettings:
+            values[name] = _redact(value, key)
         else:
             values[name] = _scalar(value, default, key)
     return cls(**values)
+
+
+def _redact(value: Any, key: str) -> dict[str, tuple[str, ...]]:
+    if not isinstance(value, dict) or not all(
+            isinstance(names, list) and all(isinstance(n, str) for n in names)
+            for names in value.values()):
+        raise ConfigError(f"{key}: expected a mapping of model name to a list of input names, "
+                          "e.g. {breast-cancer: [input]}")
+    return {str(model): tuple(names) for model, names in value.items()}
 
 
 def _scalar(value: Any, default: Any, key: str) -> Any:
@@ -205,6 +234,10 @@ def _validate(settings: Settings) -> None:
         if not 0 < rate < 1:
             raise ConfigError(f"{key}: {rate} is not a probability between 0 and 1 (e.g. 0.01: "
                               "one window in a hundred without drift flags a column)")
+    c = settings.capture
+    if not 0 <= c.sample_percent <= 100 or c.max_file_mb <= 0 or c.max_total_mb <= 0:
+        raise ConfigError("capture: sample_percent must be 0 to 100, max_file_mb and "
+                          "max_total_mb more than 0")
     if settings.limits.read_timeout_s <= 0:
         raise ConfigError("limits.read_timeout_s: must be more than 0 seconds")
 
@@ -227,6 +260,7 @@ def parse_settings(raw: Any, base_dir: Path, source: Path | None = None) -> Sett
         **{f.name: getattr(settings, f.name) for f in fields(Settings)},
         "model_repository": absolute(base_dir / settings.model_repository),
         "routing": absolute(base_dir / settings.routing),
+        "capture": replace(settings.capture, path=absolute(base_dir / settings.capture.path)),
         "source": source,
     })
     _validate(settings)

@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import __version__
+from gateway.capture.service import Capture
 from gateway.errors import BadRequest, GatewayError, NotFound, Unavailable
 from gateway.http.body import read_body
 from gateway.http.paths import parse_version
@@ -46,7 +47,7 @@ class Endpoints:
     def __init__(self, registry: Registry, limits: LimitSettings, live: LivePolicy,
                  pipeline: InferencePipeline,
                  metrics: GatewayMetrics, drift: DriftService, tracing: Tracing,
-                 feedback: FeedbackService) -> None:
+                 feedback: FeedbackService, capture: Capture) -> None:
         self.registry = registry
         self.pipeline = pipeline
         self.feedback = feedback
@@ -55,6 +56,7 @@ class Endpoints:
         self.live_policy = live
         self.metrics = metrics
         self.limits = limits
+        self.capture = capture
 
     def routes(self) -> list[Route]:
         return [
@@ -126,6 +128,8 @@ class Endpoints:
                                frozenset(self.registry.repository[model]),
                                self.limits.max_feedback_items)
         feedback.fold(batch)
+        state = request.scope["state"]
+        self.capture.feedback(model, body, state.get("request_id"), state.get("trace_id"))
         if batch.ids:
             logger.debug("feedback for model '%s': %d rows, ids %s", model, batch.rows,
                          ", ".join(batch.ids[:20]))
@@ -212,6 +216,9 @@ class Endpoints:
             response = _infer_response(model, version_label, route, infer_request,
                                        served.results)
             code = response.status_code
+            self.capture.infer(model, served.version, route, infer_request, served.results,
+                               request.scope["state"].get("request_id"), traced.trace_id,
+                               len(body))
             return response
         except GatewayError as exc:
             code = exc.status

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gateway.errors import NotFound, Unavailable, shown
-from gateway.runtime.repository import Repository, VersionEntry
+from gateway.runtime.repository import Repository, VersionEntry, label_output_of
 from gateway.runtime.session import ModelSession
 
 if TYPE_CHECKING:  # the batcher is above this layer: referred to, never called from here
@@ -57,11 +57,8 @@ class Deployment:
     @property
     def label_output(self) -> str | None:
         """The output holding the predicted label (classifiers), from the manifest or by name."""
-        outputs = self.entry.manifest.get("outputs")
-        if isinstance(outputs, dict) and isinstance(outputs.get("label"), str):
-            return str(outputs["label"])
         names = [spec.name for spec in self.session.outputs] if self.session else []
-        return "label" if "label" in names else None
+        return label_output_of(self.entry.manifest, names)
 
 
 class Registry:

@@ -53,6 +53,15 @@ class VersionEntry:
         return str(self.manifest.get("sha256", ""))
 
 
+def label_output_of(manifest: dict[str, Any], output_names: list[str]) -> str | None:
+    """The output holding the predicted label (classifiers): the manifest's `outputs.label`,
+    else an output named `label`."""
+    outputs = manifest.get("outputs")
+    if isinstance(outputs, dict) and isinstance(outputs.get("label"), str):
+        return str(outputs["label"])
+    return "label" if "label" in output_names else None
+
+
 Repository = dict[str, dict[int, VersionEntry]]
 """Model name -> version number -> entry."""
 

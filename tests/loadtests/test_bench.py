@@ -15,7 +15,8 @@ from tests.conftest import ROOT
 TITLES = ("1. onnxruntime called directly", "2. gateway vs reference app", "3. latency at a paced",
           "4. batching off vs on", "5. gateway memory", "6. routing", "7. drift monitor",
           "8. label feedback", "9. every feature", "10. drift detection",
-          "11. rollout controller", "11b. rollout controller")
+          "11. rollout controller", "11b. rollout controller", "12a. prediction capture",
+          "12b. replay of 100,000")
 
 
 @pytest.fixture(autouse=True)
@@ -29,7 +30,8 @@ def test_every_table_is_measured_and_returned() -> None:
                              "--memory-requests", "1000", "--rounds", "1",
                              "--path-requests", "400"])
     tables = bench.run(args, show=lambda table: None)
-    assert [t.title.split(" ")[0] for t in tables] == [f"{n}." for n in range(1, 12)] + ["11b."]
+    assert [t.title.split(" ")[0] for t in tables] == [f"{n}." for n in range(1, 12)] + [
+        "11b.", "12a.", "12b."]
     for table, title in zip(tables, TITLES, strict=True):
         assert table.title.startswith(title)
         assert table.rows and all(len(row) == len(table.header) for row in table.rows)
@@ -48,6 +50,9 @@ def test_every_table_is_measured_and_returned() -> None:
     assert float(detection["no drift (false alarms per window)"][1]) <= 0.05
     assert [row[1] for row in tables[10].rows] == ["rollback", "rollback", "pass", "pass"]
     assert tables[11].rows[0][2] == "hold" and float(tables[11].rows[0][0]) > 0
+    capture, replay = tables[12], tables[13]
+    assert " 0 dropped" in capture.title and "0 records written" not in capture.title
+    assert "agreement 100.00%" in replay.title and float(replay.rows[0][2][:-1]) > 0
     dropped = features.header.index("shadow dropped at 8")
     assert features.rows[5][dropped].endswith(tuple("0123456789"))  # the 10% shadow was sent
 

@@ -1,0 +1,1 @@
+"""Prediction capture (SPEC 10): every answered request and feedback batch as a JSON line."""

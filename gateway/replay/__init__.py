@@ -1,0 +1,1 @@
+"""Replay a prediction capture on a model version (SPEC 10): `gateway replay`."""
