@@ -20,6 +20,18 @@ def test_shipped_config_resolves_paths_against_its_folder() -> None:
     assert settings.drift.window_rows == 5000
     assert settings.drift.psi_threshold == 0.0 and settings.drift.false_alarm_rate == 0.01
     assert settings.limits.max_body_bytes == 8 * 1024 * 1024
+    capture = settings.capture
+    assert (capture.enabled, capture.path, capture.sample_percent) == (False, ROOT / "capture",
+                                                                        100.0)
+    assert (capture.max_file_mb, capture.max_total_mb, capture.redact) == (64.0, 1024.0, {})
+
+
+def test_capture_redact_names_inputs_per_model(tmp_path: Path) -> None:
+    (tmp_path / "g.yaml").write_text("capture: {enabled: true, path: /data/capture, "
+                                     "redact: {fraud: [card, email]}}\n")
+    capture = load_settings(tmp_path / "g.yaml").capture
+    assert capture.redact == {"fraud": ("card", "email")}
+    assert capture.path == Path("/data/capture")
 
 
 def test_defaults_fill_missing_keys(tmp_path: Path) -> None:
@@ -61,6 +73,10 @@ def test_environment_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     ("drift: {false_alarm_rate: 0}", "probability between 0 and 1"),
     ("drift: {models: {m: {false_alarm_rate: 1.5}}}", "models.m.false_alarm_rate"),
     ("model_repository: 5", "expected a path"),
+    ("capture: {sample_percent: 101}", "sample_percent must be 0 to 100"),
+    ("capture: {max_file_mb: 0}", "more than 0"),
+    ("capture: {redact: {m: card}}", "capture.redact: expected a mapping of model name to a list"),
+    ("capture: {keep: true}", "unknown key"),
     ("[1, 2]", "expected a mapping"),
     ("a: [", "not valid YAML"),
 ])

@@ -147,6 +147,8 @@ class CaptureFolder:
             self._keep_under_total()
 
     def _compress(self, path: Path) -> None:
+        if not path.exists():
+            return  # deleted meanwhile, to stay under max_total_mb (or with its folder)
         target = path.with_name(path.name[:-len(SUFFIX)] + GZIP_SUFFIX)
         partial = target.with_name(target.name + ".tmp")
         try:

@@ -29,11 +29,12 @@ class GatewayProcess(Server):
     """A gateway subprocess; `request` speaks raw HTTP/1.1 to it."""
 
     def __init__(self, config: Path | None, log_dir: Path,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, wrap: list[str] | None = None) -> None:
+        """`wrap`: a command the gateway's is appended to (e.g. `unshare ...`)."""
         port = free_port()
         self.url = f"127.0.0.1:{port}"
         super().__init__(f"gateway-{port}", [
-            sys.executable, "-m", "gateway", "serve",
+            *(wrap or []), sys.executable, "-m", "gateway", "serve",
             *(["--config", str(config)] if config else []),
             "--host", "127.0.0.1", "--port", str(port)], port, log_dir, env)
 

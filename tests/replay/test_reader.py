@@ -1,0 +1,89 @@
+"""Reading captures: chunks of one model's requests, labels by id, lines that are not records,
+and the batch decoder that must decode exactly as the one-by-one decoder does."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+
+from gateway.capture.records import infer_line
+from gateway.replay.reader import (
+    CaptureError,
+    CaptureStats,
+    Redacted,
+    capture_files,
+    decode_batch,
+    decode_tensors,
+    read_capture,
+)
+
+
+def record(request_id: str, rows: int, model: str = "m", version: int = 1) -> bytes:
+    x = np.arange(rows * 3, dtype=np.float32).reshape(rows, 3) + len(request_id)
+    return infer_line(0.0, request_id, None, model, version, "split", {"x": x}, {"x": "FP32"},
+                      {"label": np.arange(rows), "p": x[:, :2].astype(np.float64)}, None)
+
+
+def test_batch_decoding_equals_one_by_one() -> None:
+    docs = [orjson.loads(record(f"r{i}", rows)) for i, rows in enumerate([1, 3, 2, 1])]
+    for field in ("inputs", "outputs"):
+        batch, rows = decode_batch(docs, field) or ({}, [])
+        assert rows == [1, 3, 2, 1]
+        one_by_one = [decode_tensors(doc[field])[0] for doc in docs]
+        for name, array in batch.items():
+            expected = np.concatenate([tensors[name] for tensors in one_by_one])
+            np.testing.assert_array_equal(array, expected)
+            assert array.dtype == expected.dtype
+
+
+def test_unlike_or_redacted_requests_are_decoded_one_by_one() -> None:
+    docs = [orjson.loads(record("a", 1)), orjson.loads(record("b", 1))]
+    docs[1]["inputs"][0]["shape"] = [1, 3, 1]
+    assert decode_batch(docs, "inputs") is None
+    docs[1] = orjson.loads(record("b", 1))
+    docs[1]["inputs"][0]["data"] = None
+    assert decode_batch(docs, "inputs") is None
+    with pytest.raises(Redacted):
+        decode_tensors(docs[1]["inputs"])
+    docs[1]["inputs"][0]["data"] = [1.0, 2.0]  # fewer values than its shape
+    assert decode_batch(docs, "inputs") is None
+    with pytest.raises(ValueError):
+        decode_tensors(docs[1]["inputs"])
+
+
+def test_chunks_hold_one_models_requests_and_labels_join_by_id(tmp_path: Path) -> None:
+    feedback = orjson.dumps({"kind": "feedback", "model": "m", "feedback": [
+        {"label": 1, "id": "a"}, {"label": 0, "id": "a"}, {"label": 1}]}) + b"\n"
+    lines = [record("a", 2), record("z", 1, model="other"), feedback, b"{broken\n",
+             b"[1, 2]\n", record("b", 1)]
+    (tmp_path / "capture-m-20261203T000000.000000Z.jsonl.gz").write_bytes(
+        gzip.compress(b"".join(lines)))
+    (tmp_path / "unrelated.txt").write_text("skipped")
+    files = capture_files(tmp_path)
+    assert [f.name for f in files] == ["capture-m-20261203T000000.000000Z.jsonl.gz"]
+    stats = CaptureStats()
+    chunks = list(read_capture(files, "m", stats, lambda n: None))
+    assert [doc["request_id"] for chunk in chunks for doc in chunk] == ["a", "b"]
+    assert (stats.lines, stats.corrupt_lines, stats.feedback_rows) == (6, 2, 3)
+    assert stats.other_models == {"other": 1}
+    assert stats.labels == {"a": [1, 0]}
+
+
+def test_a_gzip_file_cut_short_keeps_what_came_before(tmp_path: Path) -> None:
+    data = gzip.compress(b"".join(record(f"r{i}", 1) for i in range(200)))
+    (tmp_path / "capture-m-20261203T000000.000000Z.jsonl.gz").write_bytes(data[:len(data) // 2])
+    stats = CaptureStats()
+    docs = [d for c in read_capture(capture_files(tmp_path), "m", stats, lambda n: None)
+            for d in c]
+    assert 0 < len(docs) < 200 and stats.corrupt_lines >= 1
+
+
+def test_a_folder_without_captures_says_so(tmp_path: Path) -> None:
+    with pytest.raises(CaptureError, match="holds no capture files"):
+        capture_files(tmp_path)
+    with pytest.raises(CaptureError, match="is not a folder"):
+        capture_files(tmp_path / "missing")
