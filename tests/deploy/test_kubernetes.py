@@ -116,9 +116,20 @@ def test_the_pod_runs_as_the_images_non_root_user_on_a_read_only_root() -> None:
     assert gateway["securityContext"]["readOnlyRootFilesystem"] is True
     assert gateway["securityContext"]["allowPrivilegeEscalation"] is False
     assert gateway["securityContext"]["capabilities"]["drop"] == ["ALL"]
-    assert all(m.get("readOnly") for m in gateway["volumeMounts"] if m["name"] != "tmp")
+    assert all(m.get("readOnly") for m in gateway["volumeMounts"]
+               if m["name"] not in ("tmp", "capture"))
     requests, limits = gateway["resources"]["requests"], gateway["resources"]["limits"]
     assert requests["cpu"] and requests["memory"] and limits["cpu"] and limits["memory"]
+
+
+def test_the_capture_folder_is_the_pods_own_volume_larger_than_what_capture_keeps() -> None:
+    capture = load_settings(BASE / "gateway.yaml").capture
+    assert capture.enabled is False  # the rows may be personal: on by choice only
+    mounts = {m["name"]: m["mountPath"] for m in container()["volumeMounts"]}
+    assert capture.path == Path(mounts["capture"])
+    volumes = {v["name"]: v for v in manifest("Deployment")["spec"]["template"]["spec"]["volumes"]}
+    size = volumes["capture"]["emptyDir"]["sizeLimit"]
+    assert size.endswith("Mi") and int(size[:-2]) > capture.max_total_mb + capture.max_file_mb
 
 
 def test_the_model_repository_is_the_images_own_layer() -> None:

@@ -192,21 +192,27 @@ def test_a_folder_that_cannot_be_made_drops_and_counts_but_serves(
     assert server.request("GET", "/v2/health/ready").status == 200
 
 
-def test_a_read_only_folder_drops_and_counts_but_serves(
-        write_config: ConfigWriter, tmp_path: Path) -> None:
+@pytest.mark.parametrize("options,message", [("ro", "Read-only file system"),
+                                            ("size=12k", "No space left on device")])
+def test_a_read_only_or_full_disk_drops_and_counts_but_serves(
+        write_config: ConfigWriter, tmp_path: Path, options: str, message: str) -> None:
     if shutil.which("unshare") is None or subprocess.run(
             ["unshare", "-m", "sh", "-c", "mount -t tmpfs -o ro tmpfs /mnt"],
             capture_output=True).returncode != 0:
-        pytest.skip("needs unshare and mount (a read-only tmpfs in a mount namespace)")
+        pytest.skip("needs unshare and mount (a tmpfs in a mount namespace of its own)")
     folder = tmp_path / "capture"
     folder.mkdir()
     server = GatewayProcess(capture_config(write_config, folder), tmp_path, wrap=[
-        "unshare", "-m", "sh", "-c", 'mount -t tmpfs -o ro tmpfs "$0" && exec "$@"',
+        "unshare", "-m", "sh", "-c", f'mount -t tmpfs -o {options} tmpfs "$0" && exec "$@"',
         str(folder)])
     try:
-        _requests_succeed(server, 20)
-        wait_for(lambda: metric(server, "dropped") == 20)
-        assert "Read-only file system" in server.log()
+        for i in range(40):
+            assert server.request("POST", INFER, json_body(sample_rows(1, seed=i))).status == 200
+            time.sleep(0.01)  # several writer ticks: the disk fills part way
+        wait_for(lambda: metric(server, "dropped") + metric(server, "written") == 40)
+        assert metric(server, "dropped") > 0
+        assert message in server.log()
+        assert server.request("GET", "/v2/health/ready").status == 200
     finally:
         server.stop()
 
