@@ -53,9 +53,10 @@ def run_replay(folder: Path, model: str, version: int, settings: Settings, again
 
 
 @contextmanager
-def _progress(total_bytes: int) -> Iterator[Callable[[int], None]]:
+def _progress(total_bytes: int,
+              console: Console | None = None) -> Iterator[Callable[[int], None]]:
     """A progress bar over the capture's bytes on stderr, when stderr is a terminal."""
-    console = Console(stderr=True)
+    console = console or Console(stderr=True)
     if not console.is_terminal:
         yield lambda n: None
         return

@@ -19,7 +19,7 @@ import pytest
 import tritonclient.http as httpclient
 
 from tests.conftest import MODEL, ConfigWriter, add_model, binary_body, sample_rows
-from tests.integration.conftest import Start
+from tests.integration.conftest import OtlpCollector, Start
 from tests.integration.server import GatewayProcess
 
 INFER = f"/v2/models/{MODEL}/infer"
@@ -134,6 +134,24 @@ def test_every_answered_request_is_one_record_of_what_was_sent_and_answered(
     assert infers["triton-binary"]["outputs"][0]["datatype"] == "INT64"
     (feedback_record,) = [r for r in records if r["kind"] == "feedback"]
     assert feedback_record["feedback"] == orjson.loads(feedback)["feedback"]
+
+
+def test_a_traced_request_carries_its_trace_id(
+        write_config: ConfigWriter, start: Start, collector: OtlpCollector,
+        tmp_path: Path) -> None:
+    folder = tmp_path / "capture"
+    server = start(capture_config(write_config, folder), env={
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.server_address[1]}",
+        "OTEL_BSP_SCHEDULE_DELAY": "100"})
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    reply = server.request("POST", INFER, json_body(sample_rows(1), "traced"),
+                           {"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"})
+    assert reply.status == 200
+    wait_for(lambda: metric(server, "written") == 1)
+    server.stop()
+    (record,) = capture_lines(folder)
+    assert record["trace_id"] == trace_id
+    wait_for(lambda: any(span.trace_id.hex() == trace_id for _, span in collector.spans))
 
 
 def test_files_rotate_are_gzipped_and_the_oldest_deleted_past_the_total(
