@@ -45,17 +45,23 @@ class _Clock:
     """ISO 8601 UTC text of a time, its date and second formatted once per second."""
 
     second = -1
-    prefix = ""
+    prefix = b""
+
+
+def utc_bytes(t: float) -> bytes:
+    """`t` (seconds since the epoch) as ISO 8601 UTC with microseconds, e.g.
+    b"2026-12-03T15:17:30.123456Z"."""
+    second = int(t)
+    if second != _Clock.second:
+        _Clock.prefix = datetime.fromtimestamp(second, UTC).strftime(
+            "%Y-%m-%dT%H:%M:%S.").encode()
+        _Clock.second = second
+    return _Clock.prefix + b"%06dZ" % ((t - second) * 1e6)
 
 
 def utc_text(t: float) -> str:
-    """`t` (seconds since the epoch) as ISO 8601 UTC with microseconds, e.g.
-    2026-12-03T15:17:30.123456Z."""
-    second = int(t)
-    if second != _Clock.second:
-        _Clock.prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
-        _Clock.second = second
-    return f"{_Clock.prefix}{int((t - second) * 1e6):06d}Z"
+    """`utc_bytes` as text."""
+    return utc_bytes(t).decode()
 
 
 def file_name(model: str, t: float) -> str:

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as Metric
 
+from gateway.capture.columns import alike_lines, runs
 from gateway.capture.files import CaptureFolder
 from gateway.capture.records import feedback_line, infer_line
 from gateway.protocol.request import InferRequest
@@ -148,26 +149,39 @@ class CaptureService:
         self._write_waiting()
 
     def _write_waiting(self) -> None:
-        lines: dict[str, list[bytes]] = {}
-        taken = 0
         queue = self._queue
+        records = []
         while queue:
-            record = queue.popleft()
-            model = record[1]
-            taken += record[2]
-            try:
-                line = self._encode(record)
-            except Exception:  # never lose the thread to one odd record
-                logger.exception("capture: cannot encode a record of model %r", model)
-                self.count(model, DROPPED)
-            else:
-                lines.setdefault(model, []).append(line)
-        self._removed_bytes += taken
+            records.append(queue.popleft())
+        self._removed_bytes += sum(record[2] for record in records)
+        lines: dict[str, list[bytes]] = {}
+        for alike, run in runs(records, self._redact):
+            model = run[0][1]
+            encoded = None
+            if alike and len(run) > 1:
+                _, _, _, _, _, version, route, request, _ = run[0]
+                try:
+                    encoded = alike_lines(model, version, route, request.datatypes,
+                                          [(r[0], r[3], r[4], r[7].inputs, r[8]) for r in run])
+                except Exception:  # one by one, as a last resort, rather than lose them
+                    logger.exception("capture: cannot write %d records of %r together",
+                                     len(run), model)
+            if encoded is None:
+                encoded = [line for line in map(self._encode_one, run) if line is not None]
+            lines.setdefault(model, []).extend(encoded)
         now = time.time()
         for model, model_lines in lines.items():
             written = self.folder.write(model, model_lines, now)
             self.count(model, WRITTEN if written else DROPPED, len(model_lines))
         self.folder.tick()
+
+    def _encode_one(self, record: tuple[Any, ...]) -> bytes | None:
+        try:
+            return self._encode(record)
+        except Exception:  # never lose the thread to one odd record
+            logger.exception("capture: cannot encode a record of model %r", record[1])
+            self.count(record[1], DROPPED)
+            return None
 
     def _encode(self, record: tuple[Any, ...]) -> bytes:
         t, model, _, request_id, trace_id, *rest = record
