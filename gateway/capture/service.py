@@ -15,8 +15,12 @@ line (both are a few microseconds of Python per record), while decoding it again
 core the rest; on a machine without a spare core it was slower overall.
 
 As in the shadow runner, the held bytes are split by writer (the event loop adds, the thread
-subtracts), so neither loses the other's update without a lock. With capture off, the gateway
-holds `NoCapture`, whose calls do nothing.
+subtracts), so neither loses the other's update without a lock. Records the writer is done with
+go back to the event loop, which drops one tick's list at its next request: freeing the
+requests' arrays in the thread that made them let the allocator reuse that memory at once
+(freed in the writer thread, they cost the event loop about 4% of its req/s at full load; the
+lists waiting hold about a tick's records: each list has a record, each record came with a call
+that drops one). With capture off, the gateway holds `NoCapture`, whose calls do nothing.
 """
 
 from __future__ import annotations
@@ -98,11 +102,14 @@ class CaptureService:
         self._removed_bytes = 0  # written by the writer thread only
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="capture")
+        self._written: deque[list[tuple[Any, ...]]] = deque()
 
     def infer(self, model: str, version: int, route: str, request: InferRequest,
               results: Tensors, header_id: str | None, trace_id: str | None,
               body_bytes: int) -> None:
         """Keep one answered request (called after the answer is made; never raises)."""
+        if self._written:
+            self._written.popleft()  # what the writer is done with is freed here, see above
         if self._sample < 1 and random.random() >= self._sample:
             return
         size = body_bytes + sum(array.nbytes for array in results.values())
@@ -116,6 +123,8 @@ class CaptureService:
     def feedback(self, model: str, body: bytes, header_id: str | None,
                  trace_id: str | None) -> None:
         """Keep one accepted feedback batch, whole (labels are never sampled out)."""
+        if self._written:
+            self._written.popleft()
         if self._full(len(body)):
             self.count(model, DROPPED)
             return
@@ -174,6 +183,8 @@ class CaptureService:
             written = self.folder.write(model, model_lines, now)
             self.count(model, WRITTEN if written else DROPPED, len(model_lines))
         self.folder.tick()
+        if records:
+            self._written.append(records)
 
     def _encode_one(self, record: tuple[Any, ...]) -> bytes | None:
         try:
