@@ -137,6 +137,20 @@ def print_comparison(decisions: list[dict[str, object]]) -> None:
             print("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
 
 
+def _replay_arguments(replay_parser: argparse.ArgumentParser) -> None:
+    replay_parser.add_argument("capture_dir", metavar="CAPTURE_DIR",
+                               help="the capture folder (capture.path)")
+    replay_parser.add_argument("--model", required=True, help="the model whose requests to send")
+    replay_parser.add_argument("--version", required=True, type=int,
+                               help="the version to send them to")
+    replay_parser.add_argument("--against", metavar="URL",
+                               help="a running gateway (or any V2 server) to send them to, "
+                                    "pinned to --version; default: in-process")
+    replay_parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    replay_parser.add_argument("--min-agreement", type=float, metavar="X",
+                               help="exit 1 when agreement is below X (0 to 1)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -168,17 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                                      "through the Kubernetes API (the pod's service account)")
     rollout_parser.add_argument("--port", type=int,
                                 help="serve the controller's own /metrics on this port")
-    replay_parser.add_argument("capture_dir", metavar="CAPTURE_DIR",
-                               help="the capture folder (capture.path)")
-    replay_parser.add_argument("--model", required=True, help="the model whose requests to send")
-    replay_parser.add_argument("--version", required=True, type=int,
-                               help="the version to send them to")
-    replay_parser.add_argument("--against", metavar="URL",
-                               help="a running gateway (or any V2 server) to send them to, "
-                                    "pinned to --version; default: in-process")
-    replay_parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    replay_parser.add_argument("--min-agreement", type=float, metavar="X",
-                               help="exit 1 when agreement is below X (0 to 1)")
+    _replay_arguments(replay_parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

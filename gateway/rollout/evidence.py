@@ -68,20 +68,20 @@ def read_metrics(texts: Iterable[str], full_window_rows: int = 5000) -> Reading:
     return {key: _evidence(t) for key, t in totals.items()}
 
 
+_COUNTERS = {"gateway_requests_total": "requests",
+             "gateway_request_duration_seconds_bucket": "buckets",
+             "gateway_feedback_rows_total": "labelled",
+             "gateway_feedback_correct_rows_total": "correct",
+             "gateway_shadow_requests_total": "shadow"}
+"""Sample name -> what it adds to (as `_add_series` reads a Prometheus answer); the drift
+gauges are per replica and kept apart until every replica's window is known."""
+
+
 def _add(t: _Totals, name: str, labels: dict[str, str], value: float,
          windows: dict[Key, float], psi: dict[Key, dict[str, float]], key: Key) -> None:
-    if name == "gateway_requests_total":
-        t.requests += value
-        if labels.get("code", "").startswith("5"):
-            t.errors += value
-    elif name == "gateway_request_duration_seconds_bucket":
-        t.buckets[float(labels["le"])] += value
-    elif name == "gateway_feedback_rows_total":
-        t.labelled += value
-    elif name == "gateway_feedback_correct_rows_total":
-        t.correct += value
-    elif name == "gateway_shadow_requests_total":
-        t.shadow[labels.get("result", "")] += value
+    kind = _COUNTERS.get(name)
+    if kind is not None:
+        _add_series(t, kind, labels, value)
     elif name == "gateway_prediction_drift_psi":
         psi[key][labels.get("output", "")] = value
     elif name == "gateway_drift_window_rows":

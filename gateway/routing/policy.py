@@ -18,6 +18,7 @@ from gateway.routing.rollout import (
     RolloutError,
     RolloutPlan,
     RolloutStatus,
+    mapping_of,
     parse_rollout,
     parse_status,
 )
@@ -96,13 +97,7 @@ def _version(value: Any, where: str, model: str, repository: Repository) -> int:
 
 
 def _mapping(value: Any, where: str, keys: set[str]) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise PolicyError(f"{where}: expected a mapping, got {type(value).__name__}")
-    unknown = sorted(str(k) for k in set(value) - keys)
-    if unknown:
-        raise PolicyError(f"{where}: unknown key(s) {', '.join(unknown)}; known keys: "
-                          f"{', '.join(sorted(keys))}")
-    return value
+    return mapping_of(value, where, keys, PolicyError)
 
 
 def _list(value: Any, where: str) -> list[Any]:

@@ -67,14 +67,21 @@ def _number(value: Any, where: str, low: float, high: float, *, open_low: bool =
     return float(value)
 
 
-def _mapping(value: Any, where: str, keys: set[str]) -> dict[str, Any]:
+def mapping_of(value: Any, where: str, keys: set[str],
+               error: type[ConfigError]) -> dict[str, Any]:
+    """`value` if it is a mapping of only `keys`, else `error` naming what is wrong (the policy
+    file and its rollout blocks read alike)."""
     if not isinstance(value, dict):
-        raise RolloutError(f"{where}: expected a mapping, got {type(value).__name__}")
+        raise error(f"{where}: expected a mapping, got {type(value).__name__}")
     unknown = sorted(str(k) for k in set(value) - keys)
     if unknown:
-        raise RolloutError(f"{where}: unknown key(s) {', '.join(unknown)}; known keys: "
-                           f"{', '.join(sorted(keys))}")
+        raise error(f"{where}: unknown key(s) {', '.join(unknown)}; known keys: "
+                    f"{', '.join(sorted(keys))}")
     return value
+
+
+def _mapping(value: Any, where: str, keys: set[str]) -> dict[str, Any]:
+    return mapping_of(value, where, keys, RolloutError)
 
 
 def _gates(raw: Any, where: str) -> Gates:
