@@ -1,14 +1,15 @@
 """Read a request body under a size limit; refuse early when Content-Length says too much.
 
 A client that hangs up mid-body is no error of the gateway: ClientClosed (code 499), logged at
-DEBUG. A body the protocol timed out (gateway.http.server) is RequestTimeout (408)."""
+DEBUG. A body the protocol timed out (gateway.http.server) is RequestTimeout (408), one it
+could not parse is BadRequest (400)."""
 
 from __future__ import annotations
 
 from starlette.requests import ClientDisconnect, Request
 
 from gateway.errors import BadRequest, ClientClosed, PayloadTooLarge, RequestTimeout
-from gateway.http.server import READ_TIMED_OUT
+from gateway.http.server import REFUSED
 
 
 def _too_large(size: int | str, limit: int) -> PayloadTooLarge:
@@ -36,9 +37,12 @@ async def read_body(request: Request, limit: int) -> bytes:
                 raise _too_large(f"more than {limit}", limit)
             chunks.append(chunk)
     except ClientDisconnect:
-        if request.scope["state"].get(READ_TIMED_OUT):
+        refused = request.scope["state"].get(REFUSED)
+        if refused == 408:
             raise RequestTimeout("the request body did not arrive in time "
                                  "(limits.read_timeout_s)") from None
+        if refused == 400:
+            raise BadRequest("the request body is not valid HTTP/1.1 chunked data") from None
         raise ClientClosed(f"the client closed the connection after {size} bytes of the "
                            "request body") from None
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -17,6 +17,11 @@ per read.
   reads (wrk, 8 connections, medians of five alternating runs). The app, if it was reading the
   body, sees the client go and counts the request under code 408 (`READ_TIMED_OUT` in the
   request's state).
+- A connection that sends nothing at all is closed after uvicorn's keep-alive timeout, as a
+  kept-alive connection idle between requests is (uvicorn arms that timer only after a response:
+  3,000 silent sockets were held for as long as they liked, each a file descriptor).
+- A request that is not valid HTTP/1.1 gets its 400 in the V2 error shape, not uvicorn's plain
+  text.
 """
 
 from __future__ import annotations
@@ -32,10 +37,10 @@ from gateway.settings import LimitSettings
 
 logger = logging.getLogger("gateway.http")
 
-READ_TIMED_OUT = "read_timed_out"
-"""Key in the ASGI scope's `state`: True when the protocol answered 408 for this request."""
+REFUSED = "refused_by_protocol"
+"""Key in the ASGI scope's `state`: the status the protocol answered mid-body (400 or 408)."""
 
-_REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+_REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 _SWEEP_S = 1.0
 
 
@@ -86,6 +91,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             cls.deadlines = _Deadlines(self.loop)  # one per server (its class) and loop
         self._deadlines = cls.deadlines
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[arg-type]
+        self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive,
+                                                            self.timeout_keep_alive_handler)
+
     def data_received(self, data: bytes) -> None:
         if self._reading_headers:
             self._header_bytes += len(data)
@@ -128,14 +138,19 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._waiting = False
         if self.transport.is_closing() or not self._incomplete:
             return
-        if not self._reading_headers and self.scope is not None:
-            self.scope["state"][READ_TIMED_OUT] = True
         self._refuse(408, f"the request did not arrive whole within {self.read_timeout_s:g} s "
                           "(limits.read_timeout_s); send it again")
+
+    def send_400_response(self, msg: str) -> None:
+        """httptools could not parse the request (uvicorn has logged it)."""
+        self._refuse(400, "the request is not valid HTTP/1.1 (its request line, a header or a "
+                          "chunk of the body could not be parsed)")
 
     def _refuse(self, status: int, message: str) -> None:
         """Answer `status` in the V2 error shape and close the connection."""
         logger.info("%s from %s: %s", status, self.client, message)
+        if not self._reading_headers and self.scope is not None:
+            self.scope["state"][REFUSED] = status
         cycle = self.cycle
         if cycle is None or cycle.response_complete or not cycle.response_started:
             body = orjson.dumps({"error": message})

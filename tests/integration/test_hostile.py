@@ -200,6 +200,40 @@ def test_a_stalled_upload_is_timed_out_and_others_are_served(hostile: GatewayPro
     assert hostile.metric(sample) == 5
 
 
+def test_a_request_that_is_not_http_gets_a_v2_400(hostile: GatewayProcess) -> None:
+    # A control character in a header value: httptools refuses it before the app sees it.
+    answer = raw(hostile, b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nx-request-id: a\x01b"
+                          b"\r\n\r\n")
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 "), answer[:200]
+    assert b"content-type: application/json" in head.lower()
+    assert "not valid HTTP/1.1" in json.loads(payload)["error"]
+    # A bad chunk in the middle of a body: the request is counted a 400, not a 499 or a 500.
+    sample = f'gateway_requests_total{{code="400",model="{MODEL}",route="split",version="_none"}}'
+    before = hostile.metric(sample)
+    answer = raw(hostile, f"POST {INFER} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked"
+                          "\r\n\r\n5\r\n{\"inp\r\nzz\r\n".encode())
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+    deadline = time.monotonic() + 3
+    while hostile.metric(sample) == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert hostile.metric(sample) == before + 1
+    assert hostile.request("POST", INFER, infer_body(sample_rows(1))).status == 200
+
+
+def test_connections_that_never_send_are_closed(hostile: GatewayProcess) -> None:
+    silent = [socket.create_connection(("127.0.0.1", hostile.port)) for _ in range(200)]
+    try:
+        time.sleep(6.5)  # uvicorn's keep-alive timeout is 5 s
+        for sock in silent:
+            sock.settimeout(1)
+            assert sock.recv(1) == b""  # closed by the server, no answer
+    finally:
+        for sock in silent:
+            sock.close()
+    assert hostile.request("POST", INFER, infer_body(sample_rows(1))).status == 200
+
+
 def test_a_prediction_that_is_not_a_class_is_a_400(hostile: GatewayProcess) -> None:
     path = f"/v2/models/{MODEL}/feedback"
     before = hostile.metric(f'gateway_feedback_rows_total{{model="{MODEL}",version="2"}}')
