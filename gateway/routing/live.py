@@ -128,6 +128,10 @@ class LivePolicy:
             try:
                 text = read_policy_file(self.path)
             except PolicyError as exc:
+                if (not force and self.last_reload.result == "error"
+                        and self.last_reload.message == str(exc)):
+                    # Still missing or unreadable: said once, not on every poll and event.
+                    return ReloadResult("unchanged", "", time.time(), "")
                 return self._reject(str(exc), "")
             sha = hashlib.sha256(text.encode()).hexdigest()
             if (not force and sha == self.policy.source_sha256

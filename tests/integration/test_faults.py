@@ -75,11 +75,13 @@ def replace_with(routing: Path, how: str) -> None:
     elif how == "folder":  # unreadable as a file; root reads any file whatever its mode
         routing.unlink()
         routing.mkdir()
+    elif how == "deleted":
+        routing.unlink()
     else:
         routing.write_text("models: [unterminated")
 
 
-@pytest.mark.parametrize("how", ["emptied", "garbage", "folder", "broken yaml"])
+@pytest.mark.parametrize("how", ["emptied", "garbage", "folder", "deleted", "broken yaml"])
 def test_a_broken_routing_file_keeps_the_last_policy_serving(
         write_config: ConfigWriter, start: Start, how: str) -> None:
     routing_doc = {"models": {MODEL: {"traffic": [{"version": 1, "weight": 30},
@@ -92,7 +94,9 @@ def test_a_broken_routing_file_keeps_the_last_policy_serving(
     while metric(server, "gateway_config_last_reload_success") != 0:
         assert time.monotonic() < deadline, "the broken file was not noticed"
         time.sleep(0.05)
-    assert metric(server, 'gateway_config_reloads_total{result="error"}') >= 1
+    time.sleep(2.5)  # two polls and the events of the edit: a broken file is said once
+    assert metric(server, 'gateway_config_reloads_total{result="error"}') == 1
+    assert server.log().count("routing policy rejected") == 1
     seen = set()
     for i in range(30):
         reply = server.request("POST", INFER, TWO_ROWS, {"x-user-id": f"u{i}"})
