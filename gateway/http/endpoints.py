@@ -202,7 +202,10 @@ class Endpoints:
         try:
             self.registry.check_model(model)
             model_label = model
-            version = parse_version(pinned) if pinned is not None else None
+            version = None
+            if pinned is not None:  # refused before its body is read; decide checks again
+                version = parse_version(pinned)
+                self.registry.find(model, version)
             body = await read_body(request, self.limits.max_body_bytes)
             infer_request = decode_request(body, request.headers.get(HEADER_LENGTH),
                                            self.limits.max_tensor_elements,

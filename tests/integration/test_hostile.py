@@ -137,6 +137,10 @@ def test_a_version_that_does_not_exist_gets_no_metric_series(hostile: GatewayPro
     series = metric_lines(hostile, "gateway_requests_total{")
     assert not [s for s in series if "9999999999" in s or 'version="4"' in s], series
     assert any('version="_none"' in s and 'code="404"' in s for s in series), series
+    # Refused before its body is read: the answer does not wait for 8 MB that never come.
+    answer = raw(hostile, f"POST /v2/models/{MODEL}/versions/7/infer HTTP/1.1\r\nHost: x\r\n"
+                          "Content-Length: 8000000\r\n\r\n".encode(), read_s=0.5)
+    assert answer.startswith(b"HTTP/1.1 404 "), answer[:200]
 
 
 def test_a_client_that_hangs_up_mid_body_is_a_499_not_a_500(hostile: GatewayProcess) -> None:
