@@ -122,7 +122,8 @@ def _decode_inputs(doc: dict[str, Any], header: bytes, binary: memoryview, max_e
         count = _element_count(name, shape, max_elements)
         size = params.get("binary_data_size")
         if size is not None:
-            array = _from_binary(name, datatype, _binary_part(name, size, binary, offset), count)
+            part = _binary_part(name, size, binary, offset)
+            array = array_from_binary(name, datatype, part, count)
             offset += size
         elif "data" not in raw:
             raise BadRequest(f"input {shown(name)} has neither 'data' nor a binary_data_size "
@@ -196,7 +197,8 @@ def _element_count(name: str, shape: list[int], max_elements: int) -> int:
     return count
 
 
-def _from_binary(name: str, datatype: Datatype, data: memoryview, count: int) -> np.ndarray:
+def array_from_binary(name: str, datatype: Datatype, data: memoryview, count: int) -> np.ndarray:
+    """A tensor's elements from its binary data (flat; BadRequest when they do not fit)."""
     if datatype.is_bytes:
         return _bytes_from_binary(name, data, count)
     expected = count * datatype.dtype.itemsize

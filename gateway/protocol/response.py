@@ -25,7 +25,8 @@ def _bytes_elements(array: np.ndarray) -> list[bytes]:
     return [item if isinstance(item, bytes) else str(item).encode() for item in array.reshape(-1)]
 
 
-def _binary(array: np.ndarray) -> bytes | memoryview:
+def tensor_bytes(array: np.ndarray) -> bytes | memoryview:
+    """A tensor's binary data as the V2 binary extension lays it out (BYTES length-prefixed)."""
     if array.dtype.kind in "OUS":
         return b"".join(struct.pack("<I", len(item)) + item for item in _bytes_elements(array))
     return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).data.cast("B")
@@ -54,7 +55,7 @@ def encode_response(model_name: str, model_version: str, request_id: str | None,
         entry: dict[str, Any] = {"name": name, "datatype": datatype_of(array).name,
                                  "shape": list(array.shape)}
         if binary:
-            chunk = _binary(array)
+            chunk = tensor_bytes(array)
             entry["parameters"] = {"binary_data_size": len(chunk) if isinstance(chunk, bytes)
                                    else chunk.nbytes}
             chunks.append(chunk)

@@ -7,9 +7,11 @@
   one call per request). A request's latency is the call it rode in: the inference time
   serving would spend on it with full batches.
 - `Remote` sends each captured request, as captured, to
-  `POST <url>/v2/models/<model>/versions/<version>/infer` as plain V2 JSON over one kept-alive
-  connection (any Open Inference Protocol server takes it: Triton, KServe, this gateway); its
-  latency is the round trip. A request the server refuses counts as failed, with the reason.
+  `POST <url>/v2/models/<model>/versions/<version>/infer` over one kept-alive connection, its
+  inputs and outputs in the V2 binary tensor extension as tritonclient sends them (any Open
+  Inference Protocol server takes it: Triton, KServe, this gateway; see gateway.replay.wire);
+  its latency is the round trip. A request the server refuses counts as failed, with the
+  reason.
 
 Both answer the outputs as arrays, the way replay compares them.
 """
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import http.client
 import time
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import quote, urlsplit
 
 import numpy as np
@@ -34,6 +36,7 @@ from gateway.replay.reader import (
     Redacted,
     decode_tensors,
 )
+from gateway.replay.wire import binary_request, read_outputs
 from gateway.runtime.providers import choose_providers
 from gateway.runtime.repository import Repository, label_output_of
 from gateway.runtime.session import LoadError, load_session
@@ -168,11 +171,16 @@ class Remote:
         self._conn = self._connect()
         base = f"{parts.path.rstrip('/')}/v2/models/{quote(model, safe='')}/versions/{version}"
         self._path = f"{base}/infer"
-        status, doc = self._call("GET", base, None)
+        status, _, data = self._call("GET", base, None)
         if status != 200:
             raise CaptureError(f"{url} does not serve model {model!r} version {version}: "
-                               f"{status} {doc.get('error', '')}")
-        names = [str(o.get("name")) for o in doc.get("outputs", []) if isinstance(o, dict)]
+                               f"{status} {_error_of(data)}")
+        try:
+            doc = orjson.loads(data)
+            names = [str(o.get("name")) for o in doc.get("outputs", []) if isinstance(o, dict)]
+        except (orjson.JSONDecodeError, AttributeError):
+            raise CaptureError(f"{url}: the metadata of {model!r} version {version} is not "
+                               "V2 model metadata") from None
         manifest = {}
         if model in repository and version in repository[model]:
             manifest = repository[model][version].manifest
@@ -183,23 +191,21 @@ class Remote:
         kind = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
         return kind(host, port, timeout=timeout)
 
-    def _call(self, method: str, path: str, body: bytes | None) -> tuple[int, Any]:
+    def _call(self, method: str, path: str, body: bytes | None,
+              headers: dict[str, str] | None = None) -> tuple[int, str | None, bytes]:
+        """Status, Inference-Header-Content-Length and body of one exchange."""
         for attempt in (1, 2):  # a kept-alive connection the server closed: once more, anew
             try:
-                self._conn.request(method, path, body=body,
-                                   headers={"Content-Type": "application/json"})
+                self._conn.request(method, path, body=body, headers=headers or {})
                 response = self._conn.getresponse()
-                data = response.read()
-                break
+                return (response.status, response.getheader("Inference-Header-Content-Length"),
+                        response.read())
             except (http.client.HTTPException, OSError) as exc:
                 self._conn.close()
                 self._conn = self._connect()
                 if attempt == 2:
                     raise CaptureError(f"{self.name}: {exc}") from None
-        try:
-            return response.status, orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return response.status, {"error": data[:200].decode(errors="replace")}
+        raise AssertionError("unreachable")
 
     def run(self, requests: list[Captured]) -> list[Outcome]:
         return [self._run_one(request) for request in requests]
@@ -209,21 +215,32 @@ class Remote:
         return None  # each request on its own, as a client would send it
 
     def _run_one(self, request: Captured) -> Outcome:
-        inputs = request["inputs"]
-        redacted = next((t["name"] for t in inputs if t.get("data") is None), None)
-        if redacted is not None:
-            return Redacted(redacted)
-        body = orjson.dumps({"id": request.get("request_id") or "", "inputs": inputs})
+        try:
+            inputs, datatypes = decode_tensors(request["inputs"])
+        except Redacted as redacted:
+            return redacted
+        except ValueError as exc:
+            return ReplayFailed(f"the captured inputs cannot be read: {exc}")
+        body, header_length = binary_request(request.get("request_id") or "", inputs, datatypes)
         start = time.perf_counter()
-        status, doc = self._call("POST", self._path, body)
+        status, answer_length, data = self._call(
+            "POST", self._path, body, {"Content-Type": "application/octet-stream",
+                                       "Inference-Header-Content-Length": str(header_length)})
         elapsed = time.perf_counter() - start
         if status != 200:
-            return ReplayFailed(f"{status} {doc.get('error', '')}"[:300])
+            return ReplayFailed(f"{status} {_error_of(data)}"[:300])
         try:
-            outputs, _ = decode_tensors(doc["outputs"])
-        except (KeyError, TypeError, ValueError) as exc:
+            return read_outputs(data, answer_length), elapsed
+        except ValueError as exc:
             return ReplayFailed(f"the answer's outputs cannot be read: {exc}")
-        return outputs, elapsed
 
     def close(self) -> None:
         self._conn.close()
+
+
+def _error_of(data: bytes) -> str:
+    try:
+        doc = orjson.loads(data)
+        return str(doc.get("error", "")) if isinstance(doc, dict) else ""
+    except orjson.JSONDecodeError:
+        return data[:200].decode(errors="replace")

@@ -18,10 +18,11 @@ import numpy as np
 import onnxruntime as ort
 import orjson
 import pytest
+import tritonclient.http as httpclient
 import yaml
 
 from loadtests.harness import write_gateway_config
-from tests.conftest import MODEL, MODELS, ROOT
+from tests.conftest import MODEL, MODELS, ROOT, sample_rows
 from tests.integration.server import GatewayProcess
 from tests.integration.test_capture import json_body, wait_for
 
@@ -143,6 +144,38 @@ def test_replay_against_a_running_gateway_gives_the_same_numbers(
         for key in ("requests", "rows", "disagreeing_rows", "labelled_rows", "served",
                     "replayed"):
             assert a[key] == b[key], key
+
+
+def test_nan_a_client_sent_binary_replays_against_a_gateway(tmp_path: Path) -> None:
+    """tritonclient sends binary FP32, NaN included; capture writes NaN as `null` (JSON has no
+    NaN); a replay against a running gateway must send it as NaN again, not `null` (a 400)."""
+    routing = {"models": {MODEL: {"traffic": [{"version": 2, "weight": 100}]}}}
+    capture = {"enabled": True, "path": str(tmp_path / "capture")}
+    config = write_gateway_config(tmp_path / "config", MODELS, routing, capture=capture)
+    rows = sample_rows(12)
+    rows[::3, 4] = np.nan
+    server = GatewayProcess(config, tmp_path)
+    try:
+        client = httpclient.InferenceServerClient(server.url)
+        for at in range(0, 12, 3):
+            tensor = httpclient.InferInput("input", [3, 30], "FP32")
+            tensor.set_data_from_numpy(rows[at:at + 3])  # binary, tritonclient's default
+            client.infer(MODEL, [tensor], request_id=f"nan-{at}")
+        wait_for(lambda: server.metric(
+            f'gateway_capture_records_total{{model="{MODEL}",result="written"}}') == 4)
+    finally:
+        server.stop()
+    plain = write_gateway_config(tmp_path / "plain", MODELS, routing)
+    server = GatewayProcess(plain, tmp_path)
+    try:
+        remote = report(str(tmp_path / "capture"), "--model", MODEL, "--version", "2",
+                        "--against", f"http://{server.url}", config=config)
+    finally:
+        server.stop()
+    local = report(str(tmp_path / "capture"), "--model", MODEL, "--version", "2", config=config)
+    assert remote["failed_requests"] == 0, remote
+    assert remote["rows"] == local["rows"] == 12
+    assert remote["agreement"] == local["agreement"] == 1.0
 
 
 def test_min_agreement_sets_the_exit_code(captured: Captured) -> None:
