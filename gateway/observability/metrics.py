@@ -75,6 +75,12 @@ class GatewayMetrics:
         self.shadow_requests = Counter(
             "gateway_shadow_requests_total", "Mirrored requests by outcome.",
             ["model", "version", "result"], registry=r)
+        self.shadow_rows = Counter(
+            "gateway_shadow_rows_total",
+            "Rows of mirrored requests by agreement with the primary (every output both versions "
+            "have equal on the row: floats within 1e-3 absolute or relative, NaN equal to NaN); "
+            "error: rows the shadow failed on.",
+            ["model", "version", "result"], registry=r)
         self.config_reloads = Counter("gateway_config_reloads_total",
                                       "Routing policy reloads by result.", ["result"], registry=r)
         for result in ("success", "error"):  # present from the start, so rate() sees the first
@@ -97,6 +103,7 @@ class GatewayMetrics:
         self._request_children = _Children(self.requests)
         self._duration_children = _Children(self.request_duration)
         self._shadow_children = _Children(self.shadow_requests)
+        self._shadow_row_children = _Children(self.shadow_rows)
 
     def observe_request(self, model: str, version: str, route: str, code: int,
                         duration_s: float) -> None:
@@ -139,6 +146,11 @@ class GatewayMetrics:
 
     def count_shadow(self, model: str, version: int, result: str, n: int = 1) -> None:
         self._shadow_children.get((model, str(version), result)).inc(n)
+
+    def count_shadow_rows(self, model: str, version: int, result: str, n: int) -> None:
+        """n rows of a shadow's mirrors under a result (agree, disagree, error): agreement is
+        judged per row (SPEC 9), which is what the rollout's shadow gate reads."""
+        self._shadow_row_children.get((model, str(version), result)).inc(n)
 
     def set_weights(self, weights: dict[str, dict[int, float]]) -> None:
         """Replace every route weight with those of the policy now in force."""

@@ -4,8 +4,10 @@ The request path only calls `mirror`, which appends to a bounded deque and never
 `max_queue` mirrors or `max_queue_bytes` of tensors held, a mirror is dropped and counted. The
 shadow's own thread wakes every `TICK_S`, takes everything that waited, merges the mirrors of each
 shadow version along the batch dimension into one onnxruntime call per `max_batch_rows` (as the
-batcher merges requests), compares them with their primary's answers in a few array operations,
-and counts the results; while a tick runs, the next one's mirrors gather.
+batcher merges requests), compares them row by row with their primary's answers in a few array
+operations (gateway.protocol.agreement), and counts the results: each row as agree, disagree or
+error (the rows of a mirror the shadow failed on), and each mirror by its rows (agree when all
+of them agree); while a tick runs, the next one's mirrors gather.
 
 Why a thread that polls, and not one hand-off per mirror: a thread that gives up the GIL (as
 onnxruntime does) must win it back from a busy event loop, which lets go only every switch
@@ -29,19 +31,18 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from opentelemetry import trace
 from opentelemetry.context import Context
 
 from gateway.batching.merge import MergeKey, concatenate, merge_key, run_concatenated
 from gateway.routing.shadow import (
-    AGREE,
-    DISAGREE,
     DROPPED,
     ERROR,
-    compare_merged,
-    compare_outputs,
+    compare_mirrors,
+    request_results,
+    row_results,
 )
 from gateway.tensors import Tensors
 
@@ -71,10 +72,14 @@ class ShadowVersion:
 
     run: Callable[[Tensors], Tensors]
     label: str | None
-    """The output holding the predicted label (classifiers), compared by equality."""
+    """The output holding the predicted label (classifiers). Not what agreement is judged on
+    (every output both versions have is, SPEC 9); kept for the callers that name it."""
     batchable: bool
     """Every input and output has a dynamic first dimension: mirrors may merge."""
 
+
+ShadowCount = Callable[[str, int, str, int], None]
+"""(model, version, result, n): count n mirrors, or n rows, under a result."""
 
 ShadowTarget = Callable[[str, int], "ShadowVersion | None"]
 """(model, version) -> the shadow version, or None when it is not loaded any more."""
@@ -91,19 +96,25 @@ class _Job:
     version: ShadowVersion
     mirrors: list[Mirror]
     results: list[str] | None = None
+    """Each mirror's result, in order."""
+    rows: Counter[str] = field(default_factory=Counter)
+    """The mirrors' rows by result."""
     start_ns: int = 0
     end_ns: int = 0
 
 
 class ShadowRunner:
-    def __init__(self, target: ShadowTarget, count: Callable[[str, int, str, int], None],
+    def __init__(self, target: ShadowTarget, count: ShadowCount,
                  max_queue: int = 4096, max_queue_bytes: int = 64 * 2**20,
                  max_batch_rows: int = 256, tracer: trace.Tracer | None = None,
-                 observe: ShadowObserver | None = None) -> None:
+                 observe: ShadowObserver | None = None,
+                 count_rows: ShadowCount | None = None) -> None:
         """`count(model, version, result, n)` counts n mirrors under a result (from either
-        thread: Prometheus' counters take their own lock); `observe`, when given, sees each
-        answered call's inputs and outputs on the event loop."""
+        thread: Prometheus' counters take their own lock), `count_rows` their rows compared
+        (agree, disagree, error); `observe`, when given, sees each answered call's inputs and
+        outputs on the event loop."""
         self._observe = observe
+        self._count_rows = count_rows
         self._loop: asyncio.AbstractEventLoop | None = None
         self._target = target
         self._tracer = tracer
@@ -192,6 +203,10 @@ class ShadowRunner:
         counts = Counter(job.results)
         for result, n in counts.items():
             self._count(first.model, first.version, result, n)
+        if self._count_rows is not None:
+            for result, n in job.rows.items():
+                if n:
+                    self._count_rows(first.model, first.version, result, n)
         if self._tracer is None:
             return
         # Its own trace (the callers' answers did not wait for it), linked to each request.
@@ -201,7 +216,8 @@ class ShadowRunner:
             attributes={"model": first.model, "version": first.version,
                         "requests": len(job.mirrors), "rows": sum(m.rows for m in job.mirrors),
                         **({"result": job.results[0]} if len(counts) == 1 else {}),
-                        **{f"result.{r}": n for r, n in counts.items()}})
+                        **{f"result.{r}": n for r, n in counts.items()},
+                        **{f"rows.{r}": n for r, n in job.rows.items()}})
         if ERROR in counts:
             span.set_status(trace.StatusCode.ERROR)
         span.end(end_time=job.end_ns)
@@ -216,7 +232,9 @@ def _run_jobs(jobs: list[_Job], max_batch_rows: int, stopping: threading.Event,
         for chunk in _chunks(job, max_batch_rows):
             if stopping.is_set():
                 return
-            job.results += _run_chunk(job.version, chunk, observed)
+            results, rows = _run_chunk(job.version, chunk, observed)
+            job.results += results
+            job.rows.update(rows)
         job.end_ns = time.time_ns()
 
 
@@ -239,39 +257,40 @@ def _chunks(job: _Job, max_batch_rows: int) -> list[list[Mirror]]:
     return chunks
 
 
-def _run_chunk(version: ShadowVersion, chunk: list[Mirror], observed: ShadowObserver) -> list[str]:
-    """One call for the chunk, compared mirror by mirror; after a failed merged call, one call
-    per mirror, so that only the mirror the shadow fails on counts as its error. What the
-    shadow answered goes to `observed` (its drift window)."""
+def _run_chunk(version: ShadowVersion, chunk: list[Mirror],
+               observed: ShadowObserver) -> tuple[list[str], dict[str, int]]:
+    """One call for the chunk, compared row by row: each mirror's result and the rows by
+    result. After a failed merged call, one call per mirror, so that only the mirror the shadow
+    fails on counts as its error (its rows too). What the shadow answered goes to `observed`
+    (its drift window)."""
     first = chunk[0]
-    if len(chunk) > 1:
-        inputs = concatenate([m.inputs for m in chunk])
-        try:
-            merged = run_concatenated(version.run, inputs, sum(m.rows for m in chunk))
-        except Exception:
-            return [result for item in chunk
-                    for result in _run_chunk(version, [item], observed)]
-        observed(first.model, first.version, inputs, merged)
-        try:
-            same = compare_merged([m.primary for m in chunk], merged, [m.rows for m in chunk],
-                                  version.label)
-        except Exception as exc:  # outputs of another shape or kind
-            _log_uncomparable(chunk[0], exc)
-            return [ERROR] * len(chunk)
-        return [AGREE if ok else DISAGREE for ok in same]
-    item = first
+    inputs = first.inputs
     try:
-        output = version.run(item.inputs)
+        if len(chunk) > 1:
+            inputs = concatenate([m.inputs for m in chunk])
+            output = run_concatenated(version.run, inputs, sum(m.rows for m in chunk))
+        else:
+            output = version.run(inputs)
     except Exception as exc:
-        logger.warning("shadow model '%s' version %d failed: %s", item.model, item.version, exc)
-        return [ERROR]
-    observed(item.model, item.version, item.inputs, output)
+        if len(chunk) > 1:
+            results: list[str] = []
+            rows: Counter[str] = Counter()
+            for item in chunk:
+                one, counted = _run_chunk(version, [item], observed)
+                results += one
+                rows.update(counted)
+            return results, rows
+        logger.warning("shadow model '%s' version %d failed: %s", first.model, first.version,
+                       exc)
+        return [ERROR], {ERROR: first.rows}
+    observed(first.model, first.version, inputs, output)
+    sizes = [m.rows for m in chunk]
     try:
-        agree = compare_outputs(item.primary, output, version.label)
-    except Exception as exc:
-        _log_uncomparable(item, exc)
-        return [ERROR]
-    return [AGREE if agree else DISAGREE]
+        agree = compare_mirrors([m.primary for m in chunk], output, sizes)
+    except Exception as exc:  # outputs no array operation can compare
+        _log_uncomparable(first, exc)
+        return [ERROR] * len(chunk), {ERROR: sum(sizes)}
+    return request_results(agree, sizes), row_results(agree)
 
 
 def _log_uncomparable(item: Mirror, exc: Exception) -> None:

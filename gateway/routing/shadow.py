@@ -1,6 +1,12 @@
-"""Shadow mode's decisions, pure: which shadows a request is mirrored to, whether a shadow's
-outputs agree with the primary's, and the results they are counted by. The runner that mirrors
-off the request path is gateway.observability.shadow."""
+"""Shadow mode's decisions, pure: which shadows a request is mirrored to, which rows of a
+shadow's answers agree with the primary's (the one definition of gateway.protocol.agreement),
+and the results they are counted by. The runner that mirrors off the request path is
+gateway.observability.shadow.
+
+Rows are what agreement is counted in (`gateway_shadow_rows_total`, the rollout's shadow gate);
+a mirrored request, counted in `gateway_shadow_requests_total`, agrees when every one of its
+rows agrees, so with requests of several rows the request count reads lower than the row count.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from gateway.protocol.agreement import agreeing_rows
 from gateway.routing.policy import ModelPolicy
 from gateway.tensors import Tensors
 
@@ -20,51 +27,52 @@ def choose_shadows(policy: ModelPolicy, draw: Callable[[], float] = random.rando
     return [s.version for s in policy.shadow if draw() * 100 < s.percent]
 
 
-def compare_outputs(primary: Tensors, shadow: Tensors, label: str | None,
-                    tolerance: float = 1e-3) -> bool:
-    """Agree when the predicted labels are equal (classifiers, `label` names the output), else
-    when every value of the first common output is within `tolerance` (absolute difference)."""
-    if label is not None and label in primary and label in shadow:
-        return bool(np.array_equal(primary[label], shadow[label]))
-    name = next(n for n in primary if n in shadow)
-    a, b = primary[name], shadow[name]
-    if a.shape != b.shape:
-        return False
-    if a.dtype.kind in "OUSb":
-        return bool(np.array_equal(a, b))
-    return bool(np.all(np.abs(a.astype(np.float64) - b.astype(np.float64)) <= tolerance))
+def compare_mirrors(primaries: Sequence[Tensors], shadow: Tensors,
+                    rows: Sequence[int]) -> np.ndarray:
+    """Agreement of every row of the mirrors, in order: each primary's answer (of `rows` rows)
+    against its rows of one shadow call made on all their inputs concatenated.
 
-
-def compare_merged(primaries: Sequence[Tensors], shadow: Tensors, rows: Sequence[int],
-                   label: str | None, tolerance: float = 1e-3) -> list[bool]:
-    """`compare_outputs` of each mirror against its rows of one merged shadow call, in a few
-    array operations instead of one comparison per mirror; every mirror has at least one row
-    and the primaries are split from one merged call too, or at least share their outputs."""
-    first = primaries[0]
-    keys = tuple(first)
-    if any(tuple(p) != keys for p in primaries):
-        return _one_by_one(primaries, shadow, rows, label, tolerance)
-    by_label = label is not None and label in first and label in shadow
-    name = label if by_label else next(n for n in first if n in shadow)
-    assert name is not None
-    a = np.concatenate([p[name] for p in primaries])
-    b = shadow[name]
-    if a.shape != b.shape:
-        return _one_by_one(primaries, shadow, rows, label, tolerance)
-    if by_label or a.dtype.kind in "OUSb":
-        same = a == b
-        if not isinstance(same, np.ndarray) or same.shape != a.shape:
-            return _one_by_one(primaries, shadow, rows, label, tolerance)
-    else:
-        same = np.abs(a.astype(np.float64) - b.astype(np.float64)) <= tolerance
-    per_row = same.reshape(len(same), int(np.prod(same.shape[1:]))).all(axis=1)
-    starts = np.concatenate(([0], np.cumsum(rows)[:-1]))
-    return [bool(ok) for ok in np.logical_and.reduceat(per_row, starts)]
-
-
-def _one_by_one(primaries: Sequence[Tensors], shadow: Tensors, rows: Sequence[int],
-                label: str | None, tolerance: float) -> list[bool]:
+    When the primaries answered the same outputs, one per row, this is one comparison of their
+    answers concatenated; else (mirrors of one shadow from two primary versions, an output
+    without a batch dimension) one comparison per mirror."""
+    total = sum(rows)
+    names = tuple(primaries[0])
+    if all(tuple(p) == names for p in primaries) and _stackable(primaries, rows):
+        merged = {name: np.concatenate([p[name] for p in primaries]) for name in names}
+        return agreeing_rows(merged, shadow, total)
     starts = np.concatenate(([0], np.cumsum(rows)))
-    return [compare_outputs(primary, {n: r[start:end] for n, r in shadow.items()}, label,
-                            tolerance)
-            for primary, start, end in zip(primaries, starts[:-1], starts[1:], strict=True)]
+    per_mirror = []
+    for primary, start, end in zip(primaries, starts[:-1], starts[1:], strict=True):
+        own = (shadow if len(primaries) == 1
+               else {n: r[start:end] if r.ndim and r.shape[0] == total else r
+                     for n, r in shadow.items()})
+        per_mirror.append(agreeing_rows(primary, own, int(end - start)))
+    return np.concatenate(per_mirror) if per_mirror else np.ones(0, dtype=bool)
+
+
+def _stackable(primaries: Sequence[Tensors], rows: Sequence[int]) -> bool:
+    """Every output of every primary has its mirror's rows first, and the same shape after."""
+    for name, array in primaries[0].items():
+        tail = array.shape[1:]
+        for primary, n in zip(primaries, rows, strict=True):
+            shape = primary[name].shape
+            if not shape or shape[0] != n or shape[1:] != tail:
+                return False
+    return True
+
+
+def request_results(agree: np.ndarray, rows: Sequence[int]) -> list[str]:
+    """Each mirrored request's result from its rows' agreement (`agree` holds the rows of all,
+    in order): agree when every one of its rows agrees (a request of no rows agrees: nothing
+    in it differed), else disagree."""
+    disagreeing = np.concatenate(([0], np.cumsum(~agree)))
+    ends = np.cumsum(rows)
+    starts = ends - np.asarray(rows, dtype=ends.dtype)
+    return [AGREE if n == 0 else DISAGREE for n in (disagreeing[ends] - disagreeing[starts])]
+
+
+def row_results(agree: np.ndarray) -> dict[str, int]:
+    """Rows by result, as `gateway_shadow_rows_total` counts them."""
+    agreeing = int(np.count_nonzero(agree))
+    return {AGREE: agreeing, DISAGREE: len(agree) - agreeing}
+

@@ -42,6 +42,19 @@ def test_shadow_and_reload_counters() -> None:
     assert 'gateway_config_reloads_total{result="error"} 1.0' in text
 
 
+def test_shadow_rows_are_counted_apart_from_requests() -> None:
+    """A 4-row mirror with one disagreeing row: one disagreeing request, three agreeing rows
+    and one disagreeing (the rows are what the rollout's shadow gate reads, SPEC 9)."""
+    m = GatewayMetrics()
+    m.count_shadow("m", 3, "disagree")
+    m.count_shadow_rows("m", 3, "agree", 3)
+    m.count_shadow_rows("m", 3, "disagree", 1)
+    text = generate_latest(m.registry).decode()
+    assert 'gateway_shadow_requests_total{model="m",result="disagree",version="3"} 1.0' in text
+    assert 'gateway_shadow_rows_total{model="m",result="agree",version="3"} 3.0' in text
+    assert 'gateway_shadow_rows_total{model="m",result="disagree",version="3"} 1.0' in text
+
+
 def test_batches_fill_queue_inference_and_size_histograms_until_the_version_goes() -> None:
     m = GatewayMetrics()
     observe = m.batch_observer("m", 2)
