@@ -1,8 +1,29 @@
 """Train, export and describe the shipped models: breast-cancer versions 1, 2 and 3.
 
 Run `make models` (or `python models/train.py`) to rebuild `models/breast-cancer/<version>/`.
-With the library versions pinned in `constraints.txt` the rebuild writes byte-identical files, so
-each `model.onnx` keeps the `sha256` its manifest records; `tests/models/test_train.py` checks it.
+With the library versions pinned in `constraints.txt` the rebuild writes byte-identical files on
+any x86-64 or arm64 CPU, so each `model.onnx` keeps the `sha256` its manifest records;
+`tests/models/test_train.py` checks it, once with this machine's BLAS kernels and once with
+OpenBLAS's generic ones.
+
+Why the bytes do not depend on the CPU (BLAS kernels sum in different orders, so a float32
+fit differed in the 7th significant digit from one CPU to another):
+- every model is fitted in float64 on the float32 feature values (widened exactly), which brings
+  the CPU-to-CPU differences of the fitted parameters down to at most about 5e-14 of their size
+  (measured between OpenBLAS's generic, Haswell and SkylakeX kernels);
+- then every parameter that comes out of float arithmetic (the scaler's means and scales, the
+  logistic regression's coefficients and intercept, the boosted trees' leaf values) is rounded
+  to `SIGNIFICANT_DIGITS` significant digits, a grid ten million times coarser than those
+  differences, before export. `tests/models/test_train.py` checks that every such parameter
+  lies at least `MIN_BOUNDARY_MARGIN` (relative) from a rounding boundary, so no CPU's last
+  bits can move it to the other side, and that the rounding changes no predicted label.
+- What is not rounded is exact arithmetic on exact inputs: tree thresholds are midpoints of two
+  float32 feature values, the random forest's leaves are fractions of integer bootstrap counts.
+  Reference profiles are quantiles of the float32 features (exact) and of predicted
+  probabilities, whose edges are rounded as the parameters are.
+- What could still differ, in principle: a boosting split chosen between two candidates whose
+  gains tie to the last bit, if a CPU's `exp` differed in its last bit (the logistic loss's
+  gradients); the OpenBLAS kernels do not touch the trees, and no such tie shows in the tests.
 
 Data: scikit-learn's bundled Wisconsin breast-cancer set (569 rows, 30 numeric features), split
 80/20 with a fixed seed: 455 training rows, 114 held out. Every version sees the same split, so
@@ -40,6 +61,12 @@ TEST_FRACTION = 0.2
 SAMPLE_ROWS = 2
 """Held-out rows in each version's sample.json (its warm-up request)."""
 BINS = 10
+SIGNIFICANT_DIGITS = 6
+"""Fitted float parameters and probability edges are rounded to this many significant digits."""
+MIN_BOUNDARY_MARGIN = 1e-11
+"""Every rounded parameter lies at least this far (relative to its size) from a rounding
+boundary: over 200 times the largest CPU-to-CPU difference of a float64 fit measured (4.5e-14).
+The shipped fits have 2e-8 (logistic regression) and 1.2e-10 (boosted trees)."""
 # Pinned opsets: the exported graph must not change when a newer converter raises its default.
 TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
 
@@ -74,14 +101,90 @@ def build_estimator(spec: VersionSpec) -> Any:
     raise ValueError(f"unknown estimator {spec.estimator!r}")
 
 
+@dataclass(frozen=True)
+class Split:
+    """The bundled data and its fixed 80/20 split; features are float32, as the graph sees them."""
+
+    x: np.ndarray
+    y: np.ndarray
+    x_train: np.ndarray
+    x_test: np.ndarray
+    y_train: np.ndarray
+    y_test: np.ndarray
+    features: list[str]
+
+
+def load_split() -> Split:
+    data = load_breast_cancer()
+    x = data.data.astype(np.float32)  # train on what the ONNX graph sees: float32 values
+    y = data.target.astype(np.int64)
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, y, test_size=TEST_FRACTION, random_state=SPLIT_SEED, stratify=y)
+    return Split(x, y, x_train, x_test, y_train, y_test, [str(f) for f in data.feature_names])
+
+
+def fit(spec: VersionSpec, split: Split) -> Any:
+    """The version's estimator fitted in float64 on the float32 values (exact widening): a
+    float32 fit differs from one CPU's BLAS kernels to another's in the 7th digit."""
+    return build_estimator(spec).fit(split.x_train.astype(np.float64), split.y_train)
+
+
+def significant(values: np.ndarray) -> np.ndarray:
+    """`values` rounded to SIGNIFICANT_DIGITS significant digits (Python's correctly rounded
+    decimal formatting: the same result on every CPU for the same input)."""
+    flat = [float(f"{v:.{SIGNIFICANT_DIGITS - 1}e}") for v in np.asarray(values).ravel()]
+    return np.array(flat, dtype=np.float64).reshape(np.shape(values))
+
+
+def rounded_parameters(estimator: Any) -> list[tuple[Any, str, np.ndarray]]:
+    """(owner, attribute, values) of every fitted parameter that float sums produce, the ones
+    `round_parameters` rounds: tree thresholds and random-forest leaves are exact already."""
+    if isinstance(estimator, Pipeline):
+        return [p for _, step in estimator.steps for p in rounded_parameters(step)]
+    if isinstance(estimator, StandardScaler):
+        return [(estimator, "mean_", estimator.mean_), (estimator, "scale_", estimator.scale_)]
+    if isinstance(estimator, LogisticRegression):
+        return [(estimator, "coef_", estimator.coef_),
+                (estimator, "intercept_", estimator.intercept_)]
+    if isinstance(estimator, GradientBoostingClassifier):
+        return [(tree.tree_, "value", tree.tree_.value) for tree in estimator.estimators_.ravel()]
+    return []
+
+
+def round_parameters(estimator: Any) -> Any:
+    """Round, in place, what `rounded_parameters` names; returns the estimator."""
+    for owner, name, values in rounded_parameters(estimator):
+        if name == "value":  # a tree's values are a view of its nodes: write into it
+            values[...] = significant(values)
+        else:
+            setattr(owner, name, significant(values))
+    return estimator
+
+
+def boundary_margin(values: np.ndarray) -> float:
+    """The smallest distance, relative to the value, from any of `values` to a boundary of
+    the SIGNIFICANT_DIGITS rounding grid (the point halfway between two rounded values)."""
+    finite = np.abs(np.asarray(values, dtype=np.float64).ravel())
+    finite = finite[finite > 0]
+    if finite.size == 0:
+        return float("inf")
+    step = 10.0 ** (np.floor(np.log10(finite)) - (SIGNIFICANT_DIGITS - 1))
+    fraction = finite / step - np.floor(finite / step)
+    return float((np.abs(fraction - 0.5) * step / finite).min())
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def numeric_profile(name: str, values: np.ndarray) -> dict[str, Any]:
-    """Ten bins at the reference deciles; NaN counted apart (SPEC section 1)."""
+def numeric_profile(name: str, values: np.ndarray, rounded: bool = False) -> dict[str, Any]:
+    """Ten bins at the reference deciles; NaN counted apart (SPEC section 1). `rounded`: the
+    values come out of a model's float arithmetic, so their edges are rounded as parameters are
+    (the features' edges are quantiles of exact float32 data and need no rounding)."""
     finite = values[~np.isnan(values)]
     edges = np.quantile(finite, np.linspace(0, 1, BINS + 1)[1:-1])
+    if rounded:
+        edges = significant(edges)
     counts = np.bincount(np.searchsorted(edges, finite, side="right"), minlength=BINS)
     return {"name": name, "kind": "numeric", "edges": [float(e) for e in edges],
             "counts": [int(c) for c in counts], "nan": int(np.isnan(values).sum())}
@@ -111,19 +214,15 @@ def export_onnx(estimator: Any, n_features: int) -> bytes:
 
 
 def build_version(spec: VersionSpec, out_dir: Path, script_hash: str) -> None:
-    data = load_breast_cancer()
-    x = data.data.astype(np.float32)  # train on what the ONNX graph sees: float32
-    y = data.target.astype(np.int64)
-    features = [str(f) for f in data.feature_names]
+    split = load_split()
+    x, y, features = split.x, split.y, split.features
+    x_train, x_test, y_train, y_test = split.x_train, split.x_test, split.y_train, split.y_test
     classes = [int(c) for c in np.unique(y)]
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=TEST_FRACTION, random_state=SPLIT_SEED, stratify=y)
 
-    estimator = build_estimator(spec)
-    estimator.fit(x_train, y_train)
-    proba_test = estimator.predict_proba(x_test)
-    proba_train = estimator.predict_proba(x_train)
-    label_train = estimator.predict(x_train)
+    estimator = round_parameters(fit(spec, split))
+    proba_test = estimator.predict_proba(x_test.astype(np.float64))
+    proba_train = estimator.predict_proba(x_train.astype(np.float64))
+    label_train = estimator.predict(x_train.astype(np.float64))
 
     onnx_bytes = export_onnx(estimator, x.shape[1])
     version_dir = out_dir / MODEL_NAME / str(spec.version)
@@ -171,7 +270,7 @@ def build_version(spec: VersionSpec, out_dir: Path, script_hash: str) -> None:
                      for i, f in enumerate(features)],
         "outputs": [
             categorical_profile("label", label_train, classes),
-            numeric_profile("probabilities[1]", proba_train[:, 1].astype(np.float64)),
+            numeric_profile("probabilities[1]", proba_train[:, 1], rounded=True),
         ],
         "labels": categorical_profile("label", y_train, classes),
     }
