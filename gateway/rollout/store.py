@@ -1,8 +1,12 @@
 """Where the routing policy a rollout edits lives: a file, or a Kubernetes ConfigMap (SPEC 9).
 
 Either store reads the policy's text with a token of the version read, and writes a new text
-only if the policy is still at that version, so a person's edit in between wins:
-- `FileStore`: the token is the text itself; the write is atomic (gateway.rollout.writer).
+only if the policy is still at that version, so a person's edit in between wins. A write returns
+the token of what it stored, so a second decision of the same evaluation is written on the text
+the controller itself just wrote, and checked against exactly that:
+- `FileStore`: the token is the text itself (the file's bytes, decoded exactly: no newline
+  translation, a byte order mark kept). The write is atomic and keeps the file as it was
+  (`replace_if_unchanged`).
 - `ConfigMapStore`: `--configmap NAMESPACE/NAME` reads the ConfigMap through the API and
   patches its data with the resourceVersion it read (a JSON merge patch carrying
   `metadata.resourceVersion`: the API server answers 409 Conflict when the ConfigMap changed
@@ -18,23 +22,25 @@ from __future__ import annotations
 import json
 import os
 import ssl
+import stat
+import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from gateway.rollout.writer import replace_if_unchanged
-
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
 class PolicyStore(Protocol):
     def read(self) -> tuple[str, str]:
-        """The policy's text, and a token of the version read."""
+        """The policy's text exactly as stored, and a token of the version read; OSError
+        (FileNotFoundError included) when it cannot be read."""
 
-    def write(self, token: str, text: str) -> bool:
-        """Store `text` if the policy is still at `token`; False when it changed meanwhile."""
+    def write(self, token: str, text: str) -> str | None:
+        """Store `text` if the policy is still at `token`: the new version's token, or None
+        when the policy changed meanwhile (nothing was written)."""
 
 
 @dataclass
@@ -42,11 +48,65 @@ class FileStore:
     path: Path
 
     def read(self) -> tuple[str, str]:
-        text = self.path.read_text()
+        data = self.path.read_bytes()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise OSError(f"{self.path}: the routing policy is not UTF-8 text (byte "
+                          f"{exc.start}); save it as UTF-8") from None
         return text, text
 
-    def write(self, token: str, text: str) -> bool:
-        return replace_if_unchanged(self.path, token, text)
+    def write(self, token: str, text: str) -> str | None:
+        return text if replace_if_unchanged(self.path, token, text) else None
+
+
+def replace_if_unchanged(path: Path, expected: str, text: str) -> bool:
+    """Write `text` over `path` atomically, but only while the file still reads `expected`
+    (False: someone changed it since; nothing was written).
+
+    What the file was stays: the bytes are written as given (no newline translation), the new
+    file gets the old one's mode and owner before it replaces it, and a symlinked path (a chain
+    of links too) keeps its links: the link's target is replaced, by a temporary file in the
+    target's own folder renamed onto it. A file the controller could not give back its owner,
+    or one with other hard links (a rename would leave them the old text), raises OSError.
+
+    The file is compared with `expected` once more right before the rename. What remains is
+    the moment between that comparison and the rename: a person's save landing exactly then
+    is overwritten (editors take no lock a controller could honour); the next evaluation
+    reads the controller's text and a person sees their edit gone, never a mixed file.
+    """
+    target = Path(os.path.realpath(path, strict=True))
+    before = os.stat(target)
+    if before.st_nlink > 1:
+        raise OSError(f"{path}: has {before.st_nlink} hard links; replacing it would leave the "
+                      "others with the old text; keep one link (a symlink is fine)")
+    wanted = expected.encode("utf-8")
+    if target.read_bytes() != wanted:
+        return False
+    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".rollout~",
+                                    dir=target.parent)
+    temporary = Path(name)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(text.encode("utf-8"))
+            out.flush()
+            os.fchmod(out.fileno(), stat.S_IMODE(before.st_mode))
+            created = os.fstat(out.fileno())
+            if (created.st_uid, created.st_gid) != (before.st_uid, before.st_gid):
+                try:
+                    os.fchown(out.fileno(), before.st_uid, before.st_gid)
+                except PermissionError:
+                    raise PermissionError(
+                        f"{path}: cannot keep its owner {before.st_uid}:{before.st_gid} (the "
+                        f"controller runs as {os.getuid()}); run it as the file's owner") \
+                        from None
+            os.fsync(out.fileno())
+        if target.read_bytes() != wanted:
+            return False
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return True
 
 
 @dataclass
@@ -93,23 +153,34 @@ class ConfigMapStore:
         if content_type:
             request.add_header("Content-Type", content_type)
         with urllib.request.urlopen(request, timeout=10, context=self.context) as reply:
-            return dict(json.load(reply))
+            try:
+                return dict(json.load(reply))
+            except (ValueError, TypeError) as exc:
+                raise OSError(f"configmap {self.namespace}/{self.name}: the API answered "
+                              f"{method} with no JSON object ({exc})") from None
 
     def read(self) -> tuple[str, str]:
         doc = self._request("GET")
         data = doc.get("data")
         if not isinstance(data, dict) or self.key not in data:
             raise OSError(f"configmap {self.namespace}/{self.name} has no key {self.key!r}")
-        metadata = doc.get("metadata")
-        version = metadata.get("resourceVersion") if isinstance(metadata, dict) else None
-        return str(data[self.key]), str(version)
+        return str(data[self.key]), self._version(doc, "GET")
 
-    def write(self, token: str, text: str) -> bool:
+    def write(self, token: str, text: str) -> str | None:
         patch = {"metadata": {"resourceVersion": token}, "data": {self.key: text}}
         try:
-            self._request("PATCH", json.dumps(patch).encode(), "application/merge-patch+json")
+            reply = self._request("PATCH", json.dumps(patch).encode(),
+                                  "application/merge-patch+json")
         except urllib.error.HTTPError as exc:
             if exc.code == 409:  # changed since it was read: the person's edit wins
-                return False
+                return None
             raise
-        return True
+        return self._version(reply, "PATCH")
+
+    def _version(self, doc: dict[str, object], method: str) -> str:
+        metadata = doc.get("metadata")
+        version = metadata.get("resourceVersion") if isinstance(metadata, dict) else None
+        if not version:
+            raise OSError(f"configmap {self.namespace}/{self.name}: the API's answer to {method} "
+                          "has no metadata.resourceVersion; reading it again next check")
+        return str(version)
