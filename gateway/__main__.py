@@ -183,12 +183,16 @@ def main(argv: list[str] | None = None) -> int:
     rollout_parser.add_argument("--port", type=int,
                                 help="serve the controller's own /metrics on this port")
     _replay_arguments(replay_parser)
+    from gateway import demo
+    demo.add_arguments(commands.add_parser(
+        "demo", help="held-out traffic and its true labels, to watch a rollout move"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # watchfiles logs every change of the routing folder at INFO; the reload says what it did.
     logging.getLogger("watchfiles.main").setLevel(logging.WARNING)
-    commands_table = {"serve": serve, "check": check, "rollout": rollout, "replay": replay}
+    commands_table = {"serve": serve, "check": check, "rollout": rollout, "replay": replay,
+                      "demo": demo.demo}
     try:
         return commands_table[args.command](args)
     except ConfigError as exc:
