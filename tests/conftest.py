@@ -1,9 +1,25 @@
-"""Shared fixtures: the shipped model repository, scratch copies of it, and config files."""
+"""Shared fixtures: the shipped model repository, scratch copies of it, and config files.
+
+Tests never read the working tree's `config/gateway.yaml` or `config/routing.yaml`: the README
+tells users to edit them (capture on, a routing change, ...), and `make test` must pass after
+that. A test that needs the shipped configuration gets it from `shipped_config(folder)`: the two
+files as committed (`git show HEAD:config/...`), written into a temporary folder beside a link to
+the shipped model repository. Committed is what a clone ships, so it cannot drift from it, and a
+user's edits are never in it. Where there is no git history (an unpacked archive, no `git`),
+the working tree's files are taken as shipped: there is nothing else to read them from.
+To test a change of the shipped config itself, commit it first. Every other test writes its
+own config with `write_config` (`loadtests.harness.write_gateway_config`: the repository, a
+policy, CPU, and only the settings the test sets, the rest being the code's defaults) and its
+policy is `DEFAULT_ROUTING` unless it passes one: the tests' own default, not the shipped one.
+`tests/test_fresh_clone.py` checks all of this on a clone whose `config/` is edited as the
+README's walk-throughs edit it.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +37,39 @@ MODEL = "breast-cancer"
 
 DEFAULT_ROUTING = {"models": {MODEL: {"traffic": [{"version": 1, "weight": 0},
                                                   {"version": 2, "weight": 100}]}}}
+"""The tests' default policy (`write_config`): versions 1 and 2 loaded, 2 taking the traffic."""
+
+SHIPPED_CONFIG_FILES = ("gateway.yaml", "routing.yaml")
+"""The files of `config/` that users edit, which tests read as committed (see above)."""
+
+
+def committed_bytes(relative: str) -> bytes | None:
+    """The file `relative` (to the repository's root) as committed at HEAD; None when there is
+    no git or no history to read it from."""
+    if shutil.which("git") is None:
+        return None
+    done = subprocess.run(["git", "-C", str(ROOT), "show", f"HEAD:./{relative}"],
+                          capture_output=True, timeout=30)
+    return done.stdout if done.returncode == 0 else None
+
+
+def shipped_bytes(relative: str) -> bytes:
+    """The file as shipped: as committed, else (no git history) as it is in the working tree."""
+    committed = committed_bytes(relative)
+    return committed if committed is not None else (ROOT / relative).read_bytes()
+
+
+def shipped_config(folder: Path) -> Path:
+    """`folder/config/{gateway,routing}.yaml` as shipped, and `folder/models` a link to the
+    shipped model repository, so the shipped relative paths (`../models`) hold; returns the
+    path of `gateway.yaml`, e.g. for `gateway serve --config`."""
+    config = folder / "config"
+    config.mkdir(parents=True, exist_ok=True)
+    for name in SHIPPED_CONFIG_FILES:
+        (config / name).write_bytes(shipped_bytes(f"config/{name}"))
+    if not (folder / "models").exists():
+        (folder / "models").symlink_to(MODELS, target_is_directory=True)
+    return config / "gateway.yaml"
 
 
 @pytest.fixture

@@ -7,13 +7,14 @@ import pytest
 
 from gateway.errors import ConfigError
 from gateway.settings import Settings, load_settings
-from tests.conftest import ROOT
+from tests.conftest import shipped_config
 
 
-def test_shipped_config_resolves_paths_against_its_folder() -> None:
-    settings = load_settings(ROOT / "config" / "gateway.yaml")
-    assert settings.model_repository == ROOT / "models"
-    assert settings.routing == ROOT / "config" / "routing.yaml"
+def test_shipped_config_resolves_paths_against_its_folder(tmp_path: Path) -> None:
+    # The committed config/gateway.yaml (never the working tree's, which users edit).
+    settings = load_settings(shipped_config(tmp_path))
+    assert settings.model_repository == tmp_path / "models"
+    assert settings.routing == tmp_path / "config" / "routing.yaml"
     assert settings.batching.max_batch_size == 32
     assert settings.batching.max_queue_delay_us == 500
     assert settings.batching.max_queue_size == 256
@@ -21,8 +22,8 @@ def test_shipped_config_resolves_paths_against_its_folder() -> None:
     assert settings.drift.psi_threshold == 0.0 and settings.drift.false_alarm_rate == 0.01
     assert settings.limits.max_body_bytes == 8 * 1024 * 1024
     capture = settings.capture
-    assert (capture.enabled, capture.path, capture.sample_percent) == (False, ROOT / "capture",
-                                                                        100.0)
+    assert (capture.enabled, capture.path, capture.sample_percent) == (
+        False, tmp_path / "capture", 100.0)
     assert (capture.max_file_mb, capture.max_total_mb, capture.redact) == (64.0, 1024.0, {})
 
 

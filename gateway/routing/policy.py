@@ -119,7 +119,9 @@ def _traffic(raw: Any, where: str, model: str, repository: Repository) -> tuple[
                                     _integer(item.get("weight"), f"{at}.weight", 0, 100)))
     versions = [e.version for e in entries]
     if len(set(versions)) != len(versions):
-        raise PolicyError(f"{where}: a version is listed more than once")
+        twice = next(v for v in versions if versions.count(v) > 1)
+        raise PolicyError(f"{where}: version {twice} of model '{model}' is listed more than "
+                          "once; give each version one entry (change its weight to move traffic)")
     total = sum(e.weight for e in entries)
     if total != 100:
         raise PolicyError(f"{where}: weights sum to {total}; they must sum to 100")

@@ -3,17 +3,19 @@ every described path is a route (with and without the admin endpoints)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from starlette.routing import Route
 
 from gateway.app import create_app
 from gateway.http.openapi import openapi_document
 from gateway.settings import load_settings
-from tests.conftest import ROOT
+from tests.conftest import shipped_config
 
 
-def routes_of(admin_token: str | None) -> set[tuple[str, str]]:
-    app = create_app(load_settings(ROOT / "config" / "gateway.yaml"), admin_token=admin_token)
+def routes_of(admin_token: str | None, folder: Path) -> set[tuple[str, str]]:
+    app = create_app(load_settings(shipped_config(folder)), admin_token=admin_token)
     found = set()
     for route in app.routes:
         assert isinstance(route, Route)
@@ -24,11 +26,11 @@ def routes_of(admin_token: str | None) -> set[tuple[str, str]]:
 
 
 @pytest.mark.parametrize("token", [None, "secret"])
-def test_the_document_describes_exactly_the_routes(token: str | None) -> None:
+def test_the_document_describes_exactly_the_routes(token: str | None, tmp_path: Path) -> None:
     document = openapi_document(admin=token is not None)
     described = {(path, method.upper()) for path, item in document["paths"].items()
                  for method in item}
-    assert described == routes_of(token or "")
+    assert described == routes_of(token or "", tmp_path)
 
 
 def test_every_operation_documents_its_errors_in_the_v2_shape() -> None:

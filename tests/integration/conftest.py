@@ -10,7 +10,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from tests.conftest import ROOT
+from tests.conftest import shipped_config
 from tests.integration.server import GatewayProcess
 
 Start = Callable[..., GatewayProcess]
@@ -18,8 +18,10 @@ Start = Callable[..., GatewayProcess]
 
 @pytest.fixture(scope="module")
 def shipped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
-    """The gateway as `make serve` starts it: shipped config and models."""
-    server = GatewayProcess(ROOT / "config" / "gateway.yaml", tmp_path_factory.mktemp("logs"))
+    """The gateway as `make serve` starts it: shipped config (as committed, never the working
+    tree's, which users edit) and models."""
+    server = GatewayProcess(shipped_config(tmp_path_factory.mktemp("shipped")),
+                            tmp_path_factory.mktemp("logs"))
     yield server
     server.stop()
 

@@ -215,7 +215,7 @@ def test_unloadable_onnx_is_refused_while_the_other_serves(
     pinned = server.request("POST", f"/v2/models/{MODEL}/versions/1/infer",
                             infer_body(sample_rows(1)))
     assert pinned.status == 200 and json.loads(pinned.body)["model_version"] == "1"
-    # The shipped policy gives the broken version all unpinned traffic (version 1 has weight
-    # 0): nothing else may take it, so those requests are told why.
+    # The tests' default policy (DEFAULT_ROUTING) gives the broken version all unpinned traffic
+    # (version 1 has weight 0): nothing else may take it, so those requests are told why.
     assert_error(server.request("POST", INFER, infer_body(sample_rows(1))), 503,
                  "onnxruntime cannot load")

@@ -3,13 +3,16 @@ outputs compared to onnxruntime called directly on the same model file."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import onnxruntime as ort
 import pytest
 import tritonclient.http as httpclient
+import yaml
 from tritonclient.utils import InferenceServerException
 
-from tests.conftest import MODEL, MODELS, sample_rows
+from tests.conftest import MODEL, MODELS, sample_rows, shipped_config
 from tests.integration.server import GatewayProcess
 
 
@@ -21,8 +24,23 @@ def direct(version: int, rows: np.ndarray) -> dict[str, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def client(shipped: GatewayProcess) -> httpclient.InferenceServerClient:
-    return httpclient.InferenceServerClient(shipped.url)
+def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    """The shipped config after step 1 of the README's rollout walk-through: version 1 serves
+    everything, version 2 is deployed at weight 0 (loaded, answering pinned requests)."""
+    folder = tmp_path_factory.mktemp("deployed")
+    config = shipped_config(folder)
+    routing = config.parent / "routing.yaml"
+    policy = yaml.safe_load(routing.read_text())
+    policy["models"][MODEL]["traffic"].append({"version": 2, "weight": 0})
+    routing.write_text(yaml.safe_dump(policy))
+    server = GatewayProcess(config, folder)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def client(deployed: GatewayProcess) -> httpclient.InferenceServerClient:
+    return httpclient.InferenceServerClient(deployed.url)
 
 
 def test_health_and_server_metadata(client: httpclient.InferenceServerClient) -> None:
@@ -71,17 +89,17 @@ def test_unpinned_defaults_return_every_output_binary(
     tensor.set_data_from_numpy(rows)
     result = client.infer(MODEL, [tensor])  # no outputs named: tritonclient asks for binary
     response = result.get_response()
-    assert response["model_version"] == "2"  # the shipped policy gives version 2 all traffic
+    assert response["model_version"] == "1"  # the shipped policy gives version 1 all traffic
     assert all("binary_data_size" in o["parameters"] for o in response["outputs"])
-    np.testing.assert_allclose(result.as_numpy("probabilities"), direct(2, rows)["probabilities"],
+    np.testing.assert_allclose(result.as_numpy("probabilities"), direct(1, rows)["probabilities"],
                                rtol=1e-6, atol=1e-7)
 
 
 def test_concurrent_requests_are_answered_row_for_row(
-        client: httpclient.InferenceServerClient, shipped: GatewayProcess) -> None:
+        client: httpclient.InferenceServerClient, deployed: GatewayProcess) -> None:
     """64 concurrent callers with different row counts, merged into shared batches, each get
     what onnxruntime computes for their own rows alone."""
-    pool = httpclient.InferenceServerClient(shipped.url, concurrency=64)
+    pool = httpclient.InferenceServerClient(deployed.url, concurrency=64)
     batches = [sample_rows(n % 40 + 1, seed=n) for n in range(64)]
     pending = []
     for rows in batches:

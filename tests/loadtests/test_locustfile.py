@@ -6,12 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, shipped_config
 from tests.integration.server import GatewayProcess
 
 
 def test_locust_mix_runs_without_failures(tmp_path: Path) -> None:
-    server = GatewayProcess(ROOT / "config" / "gateway.yaml", tmp_path)
+    server = GatewayProcess(shipped_config(tmp_path), tmp_path)
     try:
         result = subprocess.run(
             [sys.executable, "-m", "locust", "-f", "loadtests/locustfile.py", "--headless",

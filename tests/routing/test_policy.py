@@ -13,7 +13,7 @@ from gateway.routing.policy import (
     weighted_versions,
 )
 from gateway.runtime.repository import scan_repository
-from tests.conftest import MODEL, MODELS, ROOT, write_echo_model
+from tests.conftest import MODEL, MODELS, shipped_bytes, write_echo_model
 
 REPOSITORY = scan_repository(MODELS)
 
@@ -48,7 +48,18 @@ def test_spec_example_parses() -> None:
 
 
 def test_shipped_policy_is_valid() -> None:
-    parse_policy((ROOT / "config" / "routing.yaml").read_text(), REPOSITORY)
+    # The committed config/routing.yaml: version 1 serving everything, where the README's
+    # rollout walk-through starts.
+    policy = parse_policy(shipped_bytes("config/routing.yaml").decode(), REPOSITORY)
+    assert [(t.version, t.weight) for t in policy.models[MODEL].traffic] == [(1, 100)]
+
+
+def test_the_walk_throughs_first_step_applies_to_the_shipped_policy() -> None:
+    # Step 1 of "A rollout, step by step": add version 2 at weight 0 and a shadow of it.
+    doc = yaml.safe_load(shipped_bytes("config/routing.yaml"))
+    doc["models"][MODEL]["traffic"].append({"version": 2, "weight": 0})
+    doc["models"][MODEL]["shadow"] = [{"version": 2, "percent": 100}]
+    assert parse_policy(yaml.safe_dump(doc), REPOSITORY).models[MODEL].versions() == {1, 2}
 
 
 def with_model(**changes: object) -> str:
@@ -66,8 +77,9 @@ def with_model(**changes: object) -> str:
     (with_model(traffic=[{"version": 1, "weight": 50}]), "sum to 50"),
     (with_model(traffic=[{"version": 9, "weight": 100}]), "has no version 9"),
     (with_model(traffic=[]), "at least one"),
-    (with_model(traffic=[{"version": 1, "weight": 100}, {"version": 1, "weight": 0}]),
-     "more than once"),
+    (with_model(traffic=[{"version": 1, "weight": 100}, {"version": 2, "weight": 0},
+                         {"version": 2, "weight": 0}]),
+     "version 2 of model 'breast-cancer' is listed more than once"),
     (with_model(traffic=[{"version": 1, "weight": 100.0}]), "weight: expected an integer"),
     (with_model(traffic=[{"version": 1, "weight": 100, "share": 1}]), "unknown key"),
     (with_model(flags=[{"name": "f", "values": ["x"], "version": 1}]), "exactly one of"),
