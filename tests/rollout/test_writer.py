@@ -9,12 +9,14 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from gateway.rollout.store import replace_if_unchanged
 from gateway.rollout.writer import EditError, with_decision
 from gateway.routing.policy import parse_policy
 from gateway.runtime.repository import scan_repository
-from tests.conftest import MODELS, ROOT
+from tests.conftest import MODELS, shipped_bytes
 
 SRE_FILE = """\
 # Live routing policy: edited by people and by `gateway rollout`.
@@ -66,10 +68,10 @@ def test_only_the_weights_and_the_status_change() -> None:
 
 
 def test_the_shipped_routing_file_round_trips_byte_for_byte() -> None:
-    text = (ROOT / "config" / "routing.yaml").read_text()
+    text = shipped_bytes("config/routing.yaml").decode()
     assert with_decision(text, "breast-cancer", {}, None) == text
     repository = scan_repository(MODELS)
-    assert parse_policy(with_decision(text, "breast-cancer", {1: 10, 2: 90}, None), repository)
+    assert parse_policy(with_decision(text, "breast-cancer", {1: 100}, STATUS), repository)
 
 
 def test_a_concurrent_edit_wins(tmp_path: Path) -> None:
@@ -252,3 +254,127 @@ def test_what_cannot_be_edited_exactly_is_an_edit_error_naming_the_model() -> No
         with pytest.raises(EditError, match=problem) as caught:
             with_decision(text, "breast-cancer", {1: 100}, STATUS)
         assert "models.breast-cancer" in str(caught.value)
+
+
+# --- property: every variant round-trips exactly or is an EditError ------------------------
+
+@st.composite
+def routing_files(draw: st.DrawFn) -> tuple[str, str, bool]:
+    """A routing file as editors, people and ConfigMaps write it; its line ending; and whether
+    the writer must refuse it (an alias on the way to a weight)."""
+    nl = draw(st.sampled_from(["\n", "\r\n"]))
+    p = " " * draw(st.sampled_from([2, 3, 4]))
+    alias = draw(st.sampled_from(["none"] * 4 + ["alias_weight", "aliased_weight"]))
+    canary = draw(st.sampled_from(["5", "&w 5", "!!int 5", "0x5", "05", "+5"]))
+    baseline = "95"
+    if alias == "aliased_weight":
+        canary = "&w 5"
+    if alias == "alias_weight":
+        canary, baseline = "0", "*full"
+    stale_weight = "weight: 9, " if draw(st.booleans()) else ""
+    comment = draw(st.sampled_from(["", "  # a comment", "   #\ttab in a comment"]))
+    items = draw(st.sampled_from(["flow", "block", "flowlist"]))
+    key = draw(st.sampled_from(["traffic", '"traffic"', "'traffic'"]))
+    if items == "flowlist":
+        traffic = [f"{p}{key}: [{{version: 1, weight: {baseline}}},{comment and nl + p * 2} "
+                   f"{{version: 2, {stale_weight}weight: {canary}}}]"]
+    elif items == "flow":
+        traffic = [f"{p}{key}:{comment}", f"{p * 2}- {{version: 1, weight: {baseline}}}{comment}",
+                   f"{p * 2}- {{version: 2, {stale_weight}weight: {canary}}}"]
+    else:
+        traffic = [f"{p}{key}:", f"{p * 2}- version: 1", f"{p * 2}  weight: {baseline}{comment}",
+                   f"{p * 2}- weight: {canary}", f"{p * 2}  version: 2"]
+    gates = "min_requests: *w" if alias == "aliased_weight" else "accuracy_margin: 0.02"
+    rollout = [f"{p}rollout:", f"{p * 2}baseline: 1", f"{p * 2}canary: 2",
+               f"{p * 2}steps: [5, 25, 50, 100]", f"{p * 2}gates: {{{gates}}}"]
+    old_status = draw(st.sampled_from([
+        [], [f"{p}rollout_status: {{state: progressing, canary: 2, step: 1}}"],
+        [f"{p}rollout_status:", f"{p * 2}state: progressing", f"{p * 2}reason: |",
+         f"{p * 3}two", f"{p * 3}lines", ""],
+        [f"{p}rollout_status: {{state: progressing,", f"{p * 2}reason: 'a: b'}}{comment}"],
+        [f"{p}rollout_status: ~"]]))
+    parts = draw(st.permutations([traffic, [f"{p}sticky_key: \"x-user\\tid\"{comment}"],
+                                  rollout, old_status]))
+    if alias == "aliased_weight":  # an alias follows its anchor
+        parts = sorted(parts, key=lambda part: part is not traffic)
+    entry = [f"{p}breast-cancer:"] + [f"{p}{line}" if line else line
+                                      for part in parts for line in part]
+    if draw(st.booleans()) and alias == "none":  # one flow-style entry
+        joiner = "," + nl + p * 3 if draw(st.booleans()) else ", "
+        entry = [f"{p}breast-cancer: {{traffic: [{{version: 1, weight: {baseline}}}, "
+                 f"{{version: 2, {stale_weight}weight: {canary}}}]{joiner}rollout: "
+                 f"{{baseline: 1, canary: 2, steps: [5, 25]}}}}{comment}"]
+    other = [f"{p}other-model:", f"{p * 2}traffic:", f"{p * 3}- version: 1",
+             f"{p * 3}  weight: {'&full ' if alias == 'alias_weight' else ''}100"]
+    models = other + [""] * draw(st.integers(0, 2)) + entry
+    if alias != "alias_weight" and draw(st.booleans()):
+        models = [*entry, "# between the models", *other]
+    if draw(st.booleans()):  # a stale duplicate the gateway ignores (the last one wins)
+        models = [f"{p}breast-cancer: {{traffic: [{{version: 1, weight: 100}}]}}", *models]
+    lines = (["# routing\t(tab)"] * draw(st.booleans()) + ["---"] * draw(st.booleans())
+             + ["models:"] + models + ["# the end"] * draw(st.booleans())
+             + ["..."] * draw(st.booleans()))
+    text = nl.join(lines) + nl * draw(st.booleans())
+    return ("\ufeff" if draw(st.booleans()) else "") + text, nl, alias != "none"
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(routing_files(), st.integers(0, 100), st.text(max_size=40),
+       st.sampled_from(["breast-cancer", "other-model"]))
+def test_every_variant_round_trips_exactly_or_is_refused(
+        variant: tuple[str, str, bool], weight: int, reason: str, model: str) -> None:
+    text, nl, refuse = variant
+    parse_policy(text, REPOSITORY)  # type: ignore[arg-type]  # the gateway takes it
+    weights = {1: 100 - weight, 2: weight} if model == "breast-cancer" else {1: 100}
+    status = {"state": "progressing", "canary": 2, "step": 1, "since": "2026-12-03T10:00:00Z",
+              "reason": reason}
+    # an alias refuses the edits that touch it: both models share `&full` in alias_weight
+    refuse = refuse and (model == "breast-cancer" or "*full" in text)
+    try:
+        after = with_decision(text, model, weights, status)
+    except EditError as exc:
+        assert refuse, f"refused a file it can edit: {exc}"
+        event("refused")
+        return
+    event("edited")
+    assert not refuse, "edited through an alias"
+    assert yaml.safe_load(after) == expected(text, model, weights, status)
+    parse_policy(after, REPOSITORY)  # type: ignore[arg-type]
+    assert after.startswith("\ufeff") == text.startswith("\ufeff")
+    assert after.endswith(nl) == text.endswith(nl)
+    if nl == "\r\n":
+        assert "\n" not in after.replace("\r\n", "")
+    for line in changed_lines(text, after):
+        assert line.startswith("+") or "weight" in line or line.startswith(
+            "-" + " " * 4) or "rollout_status" in line, line
+
+
+BASE = SRE_FILE.replace("      - version: 1\n        weight: 100\n",
+                        "      - {version: 1, weight: &full 100}  # 'quoted' \"x\"\n") + "...\n"
+TOKENS = [" ", "  ", "\t", "\n", "\r\n", "#", " # c", "&a ", "*a", "*full", "!!int ", "'", '"',
+          "{", "}", "[", "]", ",", ": ", "- ", "? ", "|", ">", "...", "---", "\ufeff", "é",
+          "<<: ", "~", "0", "rollout_status: {state: promoted}", "weight: 5"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, len(BASE)), st.sampled_from(TOKENS)), max_size=3),
+       st.sampled_from(["breast-cancer", "other-model"]), st.booleans())
+def test_any_file_the_gateway_accepts_is_edited_exactly_or_refused_never_crashes(
+        inserts: list[tuple[int, str]], model: str, with_status: bool) -> None:
+    text = BASE
+    for at, token in sorted(inserts, reverse=True):
+        text = text[:at] + token + text[at:]
+    try:
+        parse_policy(text, REPOSITORY)  # type: ignore[arg-type]
+    except Exception:
+        event("the gateway rejects it")
+        return  # the gateway rejects it too; the controller holds on its parse
+    weights = {1: 75, 2: 25} if model == "breast-cancer" else {1: 100}
+    status = STATUS if with_status else None
+    try:
+        after = with_decision(text, model, weights, status)
+    except EditError as exc:
+        event(f"refused: {str(exc).split(': ', 1)[1][:30]}")
+        return
+    event("edited")
+    assert yaml.safe_load(after) == expected(text, model, weights, status)
