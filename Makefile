@@ -1,27 +1,74 @@
 # Two commands a new user types: `make serve` and `make test`. Both create the virtual environment
-# and install exactly the versions in constraints.txt first.
+# and install exactly the versions in constraints.txt first. The gateway's own commands run from
+# .venv/bin, which need not be on PATH: `make check`, `make rollout`, `make replay`, `make demo`.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-PIP    := $(BIN)/pip install --quiet --constraint constraints.txt
+# pip's own output (what it collects, downloads and installs): a first install takes minutes.
+PIP    := $(BIN)/pip install --constraint constraints.txt
+# System tools some tests need; without one, its tests are skipped and the end of `make test` says
+# which (.ci/run installs them; Debian: apt-get install wrk prometheus haproxy).
+TOOLS  := wrk prometheus promtool haproxy
 
-.PHONY: serve test bench profile locust soak audit lint typecheck unit models lock clean
+.PHONY: serve check rollout replay demo test bench profile locust soak audit lint typecheck \
+	unit models lock clean
+
+# make serve fails before uvicorn's bare "address already in use" when the port is taken, and
+# says how to pick another: PORT, else server.port of the config (GATEWAY_CONFIG or config/).
+define PORT_FREE
+import socket, sys
+from gateway.errors import ConfigError
+from gateway.settings import load_settings
+try:
+    server = load_settings().server
+except ConfigError:
+    sys.exit(0)  # gateway serve says what is wrong with the config
+port = int(sys.argv[1]) if len(sys.argv) > 1 else server.port
+with socket.socket(socket.AF_INET6 if ":" in server.host else socket.AF_INET) as probe:
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+    try:
+        probe.bind((server.host, port))
+    except OSError as exc:
+        sys.exit(f"port {port} on {server.host} is in use ({exc.strerror}): a gateway may "
+                 f"already be running; choose another port: make serve PORT={port + 80}")
+endef
+export PORT_FREE
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.serve: $(BIN)/python pyproject.toml constraints.txt
+	@echo "installing the gateway and its pinned dependencies into $(VENV) (once; about a minute)"
 	$(PIP) --editable .
 	touch $@
 
 $(VENV)/.test: $(BIN)/python pyproject.toml constraints.txt
+	@echo "installing the gateway, the test and training tools into $(VENV) (once; a few minutes)"
 	$(PIP) --editable '.[test]'
 	touch $@ $(VENV)/.serve
 
-serve: $(VENV)/.serve        ## start the gateway on the shipped models and config/gateway.yaml
-	$(BIN)/gateway serve
+serve: $(VENV)/.serve        ## start the gateway on the shipped models and config/; PORT=8080 picks the port
+	@$(BIN)/python -c "$$PORT_FREE" $(PORT)
+	$(BIN)/gateway serve $(if $(PORT),--port $(PORT))
 
-test: lint typecheck unit    ## ruff, mypy and the whole pytest suite
+check: $(VENV)/.serve        ## gateway check: config, routing and every model version it needs
+	$(BIN)/gateway check $(ARGS)
+
+# Without --metrics or --prometheus in ARGS, the gateway `make serve` started is the evidence.
+EVIDENCE = $(if $(or $(findstring --metrics,$(ARGS)),$(findstring --prometheus,$(ARGS))),,\
+	--metrics http://127.0.0.1:$(or $(PORT),8000)/metrics)
+
+rollout: $(VENV)/.serve      ## gateway rollout $(ARGS), e.g. make rollout ARGS="--once --dry-run"
+	$(BIN)/gateway rollout $(EVIDENCE) $(ARGS)
+
+replay: $(VENV)/.serve       ## gateway replay $(ARGS), e.g. make replay ARGS="capture --model breast-cancer --version 2"
+	$(BIN)/gateway replay $(ARGS)
+
+demo: $(VENV)/.serve         ## held-out traffic and true labels to make serve's gateway for MINUTES (10)
+	$(BIN)/gateway demo --minutes $(or $(MINUTES),10) $(if $(RATE),--rate $(RATE)) \
+		$(if $(PORT),--url http://127.0.0.1:$(PORT)) $(ARGS)
+
+test: lint typecheck unit    ## ruff, mypy and the whole pytest suite (~7 minutes on 2 cores)
 
 bench: $(VENV)/.test         ## all 12 tables (~22 minutes); one table: make bench BENCH_ARGS="--tables 9"
 	$(BIN)/python -m loadtests.bench $(BENCH_ARGS)
@@ -45,8 +92,17 @@ lint: $(VENV)/.test
 typecheck: $(VENV)/.test
 	$(BIN)/mypy
 
+# pytest prints a dot per test as it goes (about 680 tests: 7 minutes on 2 cores, more on a busy
+# machine); after it, which system tools were missing and so which tests were skipped.
 unit: $(VENV)/.test
-	$(BIN)/pytest
+	@echo "pytest: about 680 tests, ~7 minutes on 2 cores; a dot per passed test, s per skipped"
+	@$(BIN)/pytest; status=$$?; missing=""; \
+	for tool in $(TOOLS); do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "not installed:$$missing: their tests were skipped (wrk: the bench and profile smoke tests;" \
+		     "prometheus, promtool: config/prometheus and the dashboard's queries; haproxy: the" \
+		     "two-replica tests). Debian: apt-get install wrk prometheus haproxy (.ci/run does)"; \
+	fi; exit $$status
 
 models: $(VENV)/.test        ## rebuild models/ with the pinned training libraries
 	$(BIN)/python models/train.py
