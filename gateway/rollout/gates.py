@@ -1,26 +1,47 @@
 """The rollout's gates, pure (SPEC 9): the evidence two versions gathered since a step began in,
 a verdict per gate out: pass, fail or wait.
 
-Errors, accuracy and shadow agreement are judged with confidence sequences
-(`gateway.rollout.stats`), at `alpha` shared equally among those that are set (a Bonferroni
-split), so the chance of any false failure over the whole rollout, however often it is checked,
-stays within `alpha`. Latency compares the two p99s read from the request-duration buckets;
-prediction drift reads the canary's PSI once its drift window is full. A gate with too little
-evidence waits: missing data is never a pass.
+The gates are one table, `GATES`: a row names the gate, the key of `Gates` that sets it, the
+metrics it reads, the steps it is judged at, whether it spends a share of `alpha`, and the
+function that judges it. A new gate is one row, one function and one test.
+
+`alpha` bounds a false rollback over the whole rollout: every (gate, judged step) pair that
+spends alpha gets an equal share (`alpha_share`, a Bonferroni split over gates and steps), and
+each pair's sequence holds at every look within its step, so however often the controller looks
+and however many steps the plan has, the chance that any gate ever fails an equal canary stays
+within alpha. Each step's evidence starts afresh, so its sequences are new ones with their own
+share. Missing or thin evidence waits: it is never a pass.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from gateway.rollout.stats import Interval, difference, proportion, quantile_from_buckets
-from gateway.routing.rollout import Gates
+from gateway.rollout.stats import Interval, difference, proportion, share_above, tail_quantile
+from gateway.routing.rollout import Gates, RolloutPlan
 
 PASS, FAIL, WAIT = "pass", "fail", "wait"
 ERRORS, LATENCY, ACCURACY, SHADOW, DRIFT = ("errors", "latency", "accuracy",
                                            "shadow_agreement", "prediction_drift")
+
+REQUESTS = "gateway_requests_total"
+DURATION = "gateway_request_duration_seconds"
+FEEDBACK_ROWS = "gateway_feedback_rows_total"
+FEEDBACK_CORRECT = "gateway_feedback_correct_rows_total"
+SHADOW_ROWS = "gateway_shadow_rows_total"
+PREDICTION_PSI = "gateway_prediction_drift_psi"
+
+MIN_REQUESTS_FLOOR = 200
+"""Requests per version the errors and latency gates need when `min_requests` is unset (0): a
+1% share is two requests in 200, so fewer is too thin to pass on."""
+P99_ROWS = 100
+"""Successful baseline requests the latency gate needs before it reads the baseline's p99: with
+fewer, the p99 is the slowest request, not a quantile."""
+SLOW_SHARE = 0.01
+"""Share of the canary's answers that may be slower than `max_p99_ratio` x the baseline's p99:
+the canary's p99 is within the ratio exactly when at most 1% of its answers are slower."""
 
 
 @dataclass(frozen=True)
@@ -28,18 +49,23 @@ class Evidence:
     """What one version's counters gained since the step began (summed over replicas)."""
 
     requests: int = 0
+    """Routed (route split or flag) requests answered, all codes."""
     errors: int = 0
-    """Answers with a 5xx code."""
+    """Of those, answers with a 5xx code (504 timeouts included)."""
     duration_bounds: tuple[float, ...] = ()
+    """`le` bounds of gateway_request_duration_seconds, +Inf last."""
     duration_counts: tuple[float, ...] = ()
-    """Cumulative counts per bucket of gateway_request_duration_seconds (successes)."""
+    """Cumulative counts per bound (routed successful requests: the histogram observes
+    successes)."""
     labelled: int = 0
     correct: int = 0
-    shadow: Mapping[str, int] = field(default_factory=dict)
-    """gateway_shadow_requests_total by result, for this version as a shadow."""
+    shadow_rows: Mapping[str, int] = field(default_factory=dict)
+    """This version as a shadow: rows by result agree / disagree / error."""
     prediction_psi: Mapping[str, float] = field(default_factory=dict)
-    """The version's gateway_prediction_drift_psi by output (a gauge: its value now)."""
-    drift_window_rows: int = 0
+    """Worst PSI per output over the replicas whose drift window holds only rows served at this
+    step; empty while there is no such window (the drift gate waits)."""
+    drift_rows: int = 0
+    """Rows behind prediction_psi."""
 
 
 @dataclass(frozen=True)
@@ -64,107 +90,166 @@ def _round(value: float | None) -> float | None:
     return None if value is None or math.isnan(value) else round(value, 6)
 
 
-def statistical_gates(gates: Gates, shadow_step: bool) -> int:
-    """How many gates share alpha: errors, accuracy, and shadow agreement at step 0."""
-    return sum([gates.max_error_rate_increase is not None, gates.accuracy_margin is not None,
-                shadow_step and gates.min_shadow_agreement is not None])
+Judge = Callable[[float, Gates, float, Evidence, Evidence], GateResult]
+"""(the gate's limit, all gates, its share of alpha, baseline, canary) -> its result."""
 
 
-def judge(gates: Gates, alpha: float, baseline: Evidence, canary: Evidence,
-          shadow_step: bool = False, full_window_rows: int = 5000) -> list[GateResult]:
-    """Every gate that is set, in SPEC order; at the shadow step (before the first weight) only
-    shadow agreement and prediction drift, the canary serving nobody yet."""
-    share = alpha / max(statistical_gates(gates, shadow_step), 1)
-    results = []
-    if shadow_step:
-        if gates.min_shadow_agreement is not None:
-            results.append(_shadow(canary, gates.min_shadow_agreement, share))
-    else:
-        if gates.max_error_rate_increase is not None:
-            results.append(_errors(baseline, canary, gates, share))
-        if gates.max_p99_ratio is not None:
-            results.append(_latency(baseline, canary, gates))
-        if gates.accuracy_margin is not None:
-            results.append(_accuracy(baseline, canary, gates.accuracy_margin, share))
-    if gates.max_prediction_psi is not None:
-        results.append(_drift(canary, gates.max_prediction_psi, full_window_rows))
-    return results
+@dataclass(frozen=True)
+class Gate:
+    name: str
+    config_key: str
+    """The field of `Gates` that sets it (None there: not checked)."""
+    metrics: tuple[str, ...]
+    at_shadow_step: bool
+    """Judged at step 0, the canary a shadow at weight 0."""
+    at_weighted_steps: bool
+    """Judged at the steps that give the canary a weight (below 100)."""
+    shares_alpha: bool
+    """A sequence that spends a share of alpha (a fixed threshold does not)."""
+    judge: Judge
 
 
-def _result(gate: str, verdict: str, baseline: int, canary: int, interval: Interval | None,
-            threshold: float) -> GateResult:
+def _interval(gate: str, verdict: str, baseline: float, canary: float,
+              interval: Interval | None, threshold: float) -> GateResult:
     if interval is None:
-        return GateResult(gate, verdict, baseline, canary, None, None, None, threshold)
-    return GateResult(gate, verdict, baseline, canary, interval.estimate, interval.low,
-                      interval.high, threshold)
+        return GateResult(gate, verdict, int(baseline), int(canary), None, None, None, threshold)
+    return GateResult(gate, verdict, int(baseline), int(canary), interval.estimate,
+                      interval.low, interval.high, threshold)
 
 
-def _errors(baseline: Evidence, canary: Evidence, gates: Gates, alpha: float) -> GateResult:
-    limit = gates.max_error_rate_increase
-    assert limit is not None
+def _needed(gates: Gates) -> int:
+    return gates.min_requests or MIN_REQUESTS_FLOOR
+
+
+def _errors(limit: float, gates: Gates, alpha: float, baseline: Evidence,
+            canary: Evidence) -> GateResult:
+    """Canary minus baseline 5xx share against `max_error_rate_increase`."""
     interval = difference(canary.errors, canary.requests, baseline.errors, baseline.requests,
-                          alpha)
-    enough = min(baseline.requests, canary.requests) >= max(gates.min_requests, 1)
+                          alpha, at=limit)
+    enough = min(baseline.requests, canary.requests) >= _needed(gates)
     if canary.requests and baseline.requests and interval.low > limit:
         verdict = FAIL
     elif enough and interval.high < limit:
         verdict = PASS
     else:
         verdict = WAIT
-    return _result(ERRORS, verdict, baseline.requests, canary.requests, interval, limit)
+    return _interval(ERRORS, verdict, baseline.requests, canary.requests, interval, limit)
 
 
-def _latency(baseline: Evidence, canary: Evidence, gates: Gates) -> GateResult:
-    limit = gates.max_p99_ratio
-    assert limit is not None
-    n_b, n_c = _observed(baseline), _observed(canary)
-    if min(n_b, n_c) < max(gates.min_requests, 1):
-        return _result(LATENCY, WAIT, n_b, n_c, None, limit)
-    p99_b = quantile_from_buckets(baseline.duration_bounds, baseline.duration_counts)
-    p99_c = quantile_from_buckets(canary.duration_bounds, canary.duration_counts)
-    ratio = p99_c / p99_b if p99_b > 0 else math.inf
-    verdict = FAIL if ratio > limit else PASS
-    return GateResult(LATENCY, verdict, n_b, n_c, ratio, None, None, limit)
+def _successes(evidence: Evidence) -> float:
+    return evidence.duration_counts[-1] if evidence.duration_counts else 0.0
 
 
-def _observed(evidence: Evidence) -> int:
-    return int(evidence.duration_counts[-1]) if evidence.duration_counts else 0
+def _latency(limit: float, gates: Gates, alpha: float, baseline: Evidence,
+             canary: Evidence) -> GateResult:
+    """The share of the canary's answers slower than `max_p99_ratio` x the baseline's p99, each
+    5xx counted as slow, against 1%. Read between the buckets (`stats.share_above`); where the
+    +Inf bucket leaves it open, failing counts only what is surely slower and passing counts
+    everything that may be, so two versions both past the last bound wait, never pass."""
+    answered = _successes(canary) + canary.errors
+    if _successes(baseline) < P99_ROWS or not answered:
+        return _interval(LATENCY, WAIT, baseline.requests, answered, None, SLOW_SHARE)
+    p99_low, p99_high = tail_quantile(baseline.duration_bounds, baseline.duration_counts,
+                                      SLOW_SHARE)
+    bounds, counts = canary.duration_bounds, canary.duration_counts
+    surely = canary.errors + share_above(bounds, counts, limit * p99_high, surely=True)
+    maybe = canary.errors + share_above(bounds, counts, limit * p99_low, surely=False)
+    slow = proportion(surely, answered, alpha, center=SLOW_SHARE)
+    maybe_slow = proportion(maybe, answered, alpha, center=SLOW_SHARE)
+    enough = min(baseline.requests, canary.requests) >= _needed(gates)
+    if slow.low > SLOW_SHARE:
+        verdict = FAIL
+    elif enough and maybe_slow.high < SLOW_SHARE:
+        verdict = PASS
+    else:
+        verdict = WAIT
+    shown = Interval(maybe / answered, slow.low, maybe_slow.high, answered)
+    return _interval(LATENCY, verdict, baseline.requests, answered, shown, SLOW_SHARE)
 
 
-def _accuracy(baseline: Evidence, canary: Evidence, margin: float, alpha: float) -> GateResult:
+def _accuracy(limit: float, gates: Gates, alpha: float, baseline: Evidence,
+              canary: Evidence) -> GateResult:
+    """Canary minus baseline live accuracy against -`accuracy_margin`; no labels: wait."""
     interval = difference(canary.correct, canary.labelled, baseline.correct, baseline.labelled,
-                          alpha)
+                          alpha, at=-limit)
     if not (canary.labelled and baseline.labelled):
-        verdict = WAIT  # no labels: no verdict, and so no promotion
-    elif interval.high < -margin:
+        verdict = WAIT
+    elif interval.high < -limit:
         verdict = FAIL
-    elif interval.low > -margin:
+    elif interval.low > -limit:
         verdict = PASS
     else:
         verdict = WAIT
-    return _result(ACCURACY, verdict, baseline.labelled, canary.labelled, interval, -margin)
+    return _interval(ACCURACY, verdict, baseline.labelled, canary.labelled, interval, -limit)
 
 
-def _shadow(canary: Evidence, minimum: float, alpha: float) -> GateResult:
-    agree = canary.shadow.get("agree", 0)
-    compared = agree + canary.shadow.get("disagree", 0) + canary.shadow.get("error", 0)
-    interval = proportion(agree, compared, alpha)
-    if compared and interval.low >= minimum:
+def _shadow(limit: float, gates: Gates, alpha: float, baseline: Evidence,
+            canary: Evidence) -> GateResult:
+    """Rows the canary as a shadow agreed on over rows compared (errors disagree), against
+    `min_shadow_agreement`, with the exact sequence: agreement sits near 1."""
+    agree = canary.shadow_rows.get("agree", 0)
+    compared = agree + canary.shadow_rows.get("disagree", 0) + canary.shadow_rows.get("error", 0)
+    interval = proportion(agree, compared, alpha, center=limit)
+    if compared and interval.low > limit:
         verdict = PASS
-    elif compared and interval.high < minimum:
+    elif compared and interval.high < limit:
         verdict = FAIL
     else:
         verdict = WAIT
-    return _result(SHADOW, verdict, 0, compared, interval, minimum)
+    return _interval(SHADOW, verdict, 0, compared, interval, limit)
 
 
-def _drift(canary: Evidence, limit: float, full_window_rows: int) -> GateResult:
-    rows = canary.drift_window_rows
-    if rows < full_window_rows or not canary.prediction_psi:
-        return GateResult(DRIFT, WAIT, 0, rows, None, None, None, limit)
+def _drift(limit: float, gates: Gates, alpha: float, baseline: Evidence,
+           canary: Evidence) -> GateResult:
+    """The canary's worst output PSI against `max_prediction_psi`, once a window of this step's
+    rows exists (a threshold, as section 5 sets it: it spends no alpha)."""
+    if not canary.prediction_psi:
+        return GateResult(DRIFT, WAIT, 0, canary.drift_rows, None, None, None, limit)
     worst = max(canary.prediction_psi.values())
-    return GateResult(DRIFT, FAIL if worst >= limit else PASS, 0, rows, worst, None, None,
-                      limit)
+    return GateResult(DRIFT, FAIL if worst >= limit else PASS, 0, canary.drift_rows, worst,
+                      None, None, limit)
+
+
+GATES: tuple[Gate, ...] = (
+    Gate(ERRORS, "max_error_rate_increase", (REQUESTS,), False, True, True, _errors),
+    Gate(LATENCY, "max_p99_ratio", (REQUESTS, DURATION), False, True, True, _latency),
+    Gate(ACCURACY, "accuracy_margin", (FEEDBACK_ROWS, FEEDBACK_CORRECT), False, True, True,
+         _accuracy),
+    Gate(SHADOW, "min_shadow_agreement", (SHADOW_ROWS,), True, False, True, _shadow),
+    Gate(DRIFT, "max_prediction_psi", (PREDICTION_PSI,), True, True, False, _drift),
+)
+"""Every gate, in SPEC order."""
+
+
+def _limit(gates: Gates, gate: Gate) -> float | None:
+    value = getattr(gates, gate.config_key)
+    return None if value is None else float(value)
+
+
+def alpha_share(plan: RolloutPlan) -> float:
+    """Each (gate, judged step) pair's share of alpha. Judged steps: step 0 when
+    `min_shadow_agreement` is set, and every step below weight 100 (a step of 100 has no
+    baseline to compare with and is never judged)."""
+    shadow_step = plan.gates.min_shadow_agreement is not None
+    weighted_steps = sum(1 for weight in plan.steps if weight < 100)
+    spending = [g for g in GATES if g.shares_alpha and _limit(plan.gates, g) is not None]
+    pairs = (shadow_step * sum(g.at_shadow_step for g in spending)
+             + weighted_steps * sum(g.at_weighted_steps for g in spending))
+    return plan.alpha / max(pairs, 1)
+
+
+def judge(plan: RolloutPlan, baseline: Evidence, canary: Evidence,
+          shadow_step: bool) -> list[GateResult]:
+    """Every gate that is set, in table order; at the shadow step only those judged there
+    (shadow agreement and prediction drift: the canary serves nobody yet)."""
+    share = alpha_share(plan)
+    results = []
+    for gate in GATES:
+        limit = _limit(plan.gates, gate)
+        if limit is None or not (gate.at_shadow_step if shadow_step else gate.at_weighted_steps):
+            continue
+        results.append(gate.judge(limit, plan.gates, share, baseline, canary))
+    return results
 
 
 def verdict_of(results: Sequence[GateResult]) -> str:
