@@ -1,10 +1,13 @@
 """`gateway replay CAPTURE_DIR --model M --version V [--against URL] [--json]
 [--min-agreement X]`: exit 0, or 1 when agreement is below `--min-agreement` (a release gate in
-CI), or 2 when the capture cannot be replayed as asked (the message says why)."""
+CI: rows that failed or were redacted count against it, and a replay with no row replayed is
+below any bar), or 2 when the capture cannot be replayed as asked (the message says why).
+
+The capture is read as it stood at the start (gateway.replay.reader), so a replay `--against` a
+gateway that captures into the same folder ends."""
 
 from __future__ import annotations
 
-import math
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,8 +18,9 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from gateway.replay.reader import CaptureError, capture_files
-from gateway.replay.report import replay, table
+from gateway.replay.report import replay
 from gateway.replay.targets import InProcess, Remote, Target
+from gateway.replay.text import table, verdict
 from gateway.runtime.repository import scan_repository
 from gateway.settings import Settings
 
@@ -31,24 +35,23 @@ def run_replay(folder: Path, model: str, version: int, settings: Settings, again
         target: Target = (Remote(against, repository, model, version) if against
                           else InProcess(settings, repository, model, version))
         try:
-            with _progress(sum(f.stat().st_size for f in files)) as advance:
+            with _progress(sum(f.size for f in files)) as advance:
                 report = replay(files, model, version, target, advance)
         finally:
             target.close()
     except CaptureError as exc:
         print(f"gateway replay: {exc}", file=sys.stderr)
         return CANNOT
-    passed = (min_agreement is None
-              or (not math.isnan(report["agreement"]) and report["agreement"] >= min_agreement))
+    passed, reason = verdict(report, min_agreement)
     report["min_agreement"] = min_agreement
     report["passed"] = passed
+    report["reason"] = reason
     if as_json:
         sys.stdout.buffer.write(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
     else:
         print(table(report))
-        if not passed:
-            print(f"agreement {report['agreement']:.4%} is below --min-agreement "
-                  f"{min_agreement:.4%}")
+        if reason is not None:
+            print(reason)
     return 0 if passed else BELOW
 
 

@@ -1,10 +1,6 @@
-"""What replay measures, as pure functions over arrays: does each row agree with what was served,
-how accurate were the served and the replayed answers on labelled rows, and how sure is that.
-
-Agreement (SPEC 10): a row agrees when it gets the same label (a model with a label output), else
-when every output is within `TOLERANCE` of what was served (NaN agrees with NaN; text must be
-equal). Requests are compared many at a time, their outputs concatenated along the batch
-dimension, so the work per row is a few array operations.
+"""What replay measures, as pure functions over arrays: how accurate were the served and the
+replayed answers on labelled rows, and how sure is that. Whether a row agrees with what was
+served is the one definition the shadow and the rollout use too (gateway.protocol.agreement).
 """
 
 from __future__ import annotations
@@ -16,34 +12,7 @@ import numpy as np
 
 from gateway.tensors import Tensors
 
-TOLERANCE = 1e-6
 Z_95 = 1.959964
-
-
-def agreeing_rows(served: Tensors, replayed: Tensors, rows: int,
-                  label: str | None) -> np.ndarray:
-    """One bool per row of `rows` rows whose outputs (concatenated along the batch dimension,
-    or one request's) were served and replayed."""
-    names = [label] if label is not None and label in served else list(served)
-    agree = np.ones(rows, dtype=bool)
-    for name in names:
-        a, b = served[name], replayed.get(name)
-        if b is None or a.shape != b.shape:
-            agree[:] = False
-            continue
-        if a.dtype.kind in "OUS" or b.dtype.kind in "OUS":
-            same = a.astype(str) == b.astype(str)
-        elif a.dtype.kind in "biu" and b.dtype.kind in "biu":
-            same = a == b
-        else:
-            x, y = a.astype(np.float64), b.astype(np.float64)
-            with np.errstate(invalid="ignore"):
-                same = (np.abs(x - y) <= TOLERANCE) | (np.isnan(x) & np.isnan(y))
-        if a.ndim and a.shape[0] == rows:
-            agree &= same.reshape(rows, -1).all(axis=1)
-        elif not same.all():
-            agree[:] = False
-    return agree
 
 
 def predictions(outputs: Tensors, rows: int, label: str | None) -> np.ndarray:

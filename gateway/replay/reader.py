@@ -2,9 +2,16 @@
 and the labels its feedback lines give them.
 
 Files are read in name order (`capture-<model>-<UTC time>.jsonl[.gz]`, so by time within a
-model); a folder gathered from several replicas reads as one. A line that is not a whole JSON
-object of the capture's shape (a file cut short, a byte flipped) is skipped and counted, as is
-a gzip stream that breaks off: the rest of the capture still replays.
+model); a folder gathered from several replicas reads as one. What is read is the capture as it
+stood when replay started (SPEC 10): the files there then, and a file still being written only
+up to the size it had then (a line the writer was in the middle of is not in it). Otherwise a
+replay `--against` a gateway that captures into the same folder reads its own requests back as
+they are captured, and never ends. A file the capture closed meanwhile is read from its gzip,
+to the same size; one deleted meanwhile (retention) is counted as missing.
+
+A line that is not a whole JSON object of the capture's shape (a file cut short, a byte
+flipped) is skipped and counted, as is a gzip stream that breaks off: the rest of the capture
+still replays.
 
 Labels join requests by `id`: the feedback items sharing an `id` label that request's rows in
 order (SPEC 10), wherever in the folder they were written.
@@ -16,11 +23,11 @@ import gzip
 import math
 import zlib
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Protocol
 
 import numpy as np
 import orjson
@@ -43,6 +50,8 @@ class Redacted(Exception):
 @dataclass
 class CaptureStats:
     files: int = 0
+    missing_files: int = 0
+    """Files there at the start that were deleted before they were read (retention)."""
     lines: int = 0
     corrupt_lines: int = 0
     other_models: Counter[str] = field(default_factory=Counter)
@@ -56,32 +65,65 @@ Captured = dict[str, Any]
 `version` that served it, `inputs` and `outputs` as V2 JSON tensors."""
 
 
-def capture_files(folder: Path) -> list[Path]:
-    """The capture files of `folder`, in name order; CaptureError when there are none."""
+class _Lines(Protocol):
+    """A file's lines, plain or gzipped."""
+
+    def __iter__(self) -> Iterator[bytes]: ...
+    def readline(self, size: int = -1, /) -> bytes: ...
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class CaptureFile:
+    """A capture file as it stood when replay started."""
+
+    path: Path
+    size: int
+    """Its bytes then; a plain file (maybe still being written) is read no further."""
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def capture_files(folder: Path) -> list[CaptureFile]:
+    """The capture files of `folder` as they stand now, in name order: the snapshot replay
+    reads. CaptureError when there are none."""
     if not folder.is_dir():
         raise CaptureError(f"{folder} is not a folder; give the capture folder (capture.path "
                            "in gateway.yaml)")
-    files = sorted(p for p in folder.iterdir()
-                   if p.name.startswith(PREFIX) and p.name.endswith((SUFFIX, GZIP_SUFFIX)))
+    names = {p.name for p in folder.iterdir()
+             if p.name.startswith(PREFIX) and p.name.endswith((SUFFIX, GZIP_SUFFIX))}
+    files = []
+    for name in sorted(names):
+        if name.endswith(SUFFIX) and f"{name}.gz" in names:
+            continue  # gzipped a moment ago, the plain file not yet deleted: the same lines
+        try:
+            files.append(CaptureFile(folder / name, (folder / name).stat().st_size))
+        except FileNotFoundError:  # gzipped or deleted since the listing
+            continue
     if not files:
         raise CaptureError(f"{folder} holds no capture files (capture-*.jsonl or "
                            "capture-*.jsonl.gz); is capture.enabled true?")
     return files
 
 
-def read_capture(files: list[Path], model: str, stats: CaptureStats,
+def read_capture(files: list[CaptureFile], model: str, stats: CaptureStats,
                  progress: Callable[[int], None]) -> Iterator[list[Captured]]:
     """Every answered request of `model`, in order, `CHUNK_LINES` lines' worth at a time;
     feedback and skipped lines go to `stats`. `progress` is told how many bytes were read."""
-    for path in files:
+    for file in files:
+        opened = _open(file)
+        if opened is None:
+            stats.missing_files += 1
+            continue
+        raw, lines, limit = opened
         stats.files += 1
-        with open(path, "rb") as raw:
-            lines: Iterable[bytes] = (gzip.GzipFile(fileobj=raw)
-                                      if path.name.endswith(".gz") else raw)
+        with raw:
             done = 0
             batch: list[bytes] = []
             try:
-                for line in lines:
+                for line in _snapshot_lines(lines, limit):
                     batch.append(line)
                     if len(batch) == CHUNK_LINES:
                         yield _requests(batch, model, stats)
@@ -93,6 +135,42 @@ def read_capture(files: list[Path], model: str, stats: CaptureStats,
             if batch:
                 yield _requests(batch, model, stats)
             progress(raw.tell() - done)
+
+
+def _open(file: CaptureFile) -> tuple[IO[bytes], _Lines, int | None] | None:
+    """The raw file, its lines' stream and how many bytes of them to read (None: all); None
+    when the file is gone."""
+    path, limit = file.path, None
+    if path.name.endswith(SUFFIX):
+        limit = file.size
+        try:
+            raw = open(path, "rb")  # noqa: SIM115 - closed by read_capture
+            return raw, raw, limit
+        except FileNotFoundError:  # closed and gzipped since the start: the same bytes, first
+            path = path.with_name(f"{path.name}.gz")
+    try:
+        raw = open(path, "rb")  # noqa: SIM115 - closed by read_capture
+    except FileNotFoundError:
+        return None
+    return raw, gzip.GzipFile(fileobj=raw), limit
+
+
+def _snapshot_lines(stream: _Lines, limit: int | None) -> Iterator[bytes]:
+    """The lines of `stream` within its first `limit` bytes (all of them when None). A last
+    line cut by the limit was being written at the start: left out when the stream goes on
+    past it, kept (a file cut short, counted as unreadable) when it does not."""
+    if limit is None:
+        yield from stream
+        return
+    left = limit
+    while left > 0:
+        line = stream.readline(left)
+        if not line:
+            return
+        left -= len(line)
+        if not left and not line.endswith(b"\n") and stream.read(1):
+            return
+        yield line
 
 
 def _requests(lines: list[bytes], model: str, stats: CaptureStats) -> list[Captured]:

@@ -1,4 +1,5 @@
-"""Agreement per row and accuracy with intervals, on arrays."""
+"""Predictions per row and accuracy with intervals, on arrays (agreement is
+gateway.protocol.agreement's, tested in tests/protocol/test_agreement.py)."""
 
 from __future__ import annotations
 
@@ -7,31 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from gateway.replay.compare import accuracy, agreeing_rows, mean_absolute_error, predictions
-
-
-def test_rows_agree_on_the_label_when_there_is_one() -> None:
-    served = {"label": np.array([0, 1, 1]), "probabilities": np.array([[.9, .1], [.4, .6],
-                                                                        [.2, .8]])}
-    replayed = {"label": np.array([0, 0, 1]), "probabilities": np.array([[.5, .5], [.6, .4],
-                                                                          [.2, .8]])}
-    assert agreeing_rows(served, replayed, 3, "label").tolist() == [True, False, True]
-
-
-def test_without_a_label_every_output_must_be_within_the_tolerance() -> None:
-    served = {"score": np.array([[1.0, np.nan], [2.0, 3.0]], np.float32),
-              "name": np.array(["a", "b"], dtype=object)}
-    replayed = {"score": np.array([[1.0 + 5e-7, np.nan], [2.0, 3.1]], np.float32),
-                "name": np.array(["a", "b"], dtype=object)}
-    assert agreeing_rows(served, replayed, 2, None).tolist() == [True, False]
-    replayed["name"] = np.array(["a", "c"], dtype=object)
-    assert agreeing_rows(served, replayed, 2, None).tolist() == [True, False]
-
-
-def test_an_output_missing_or_shaped_otherwise_agrees_nowhere() -> None:
-    served = {"y": np.zeros((2, 3))}
-    assert not agreeing_rows(served, {}, 2, None).any()
-    assert not agreeing_rows(served, {"y": np.zeros((2, 4))}, 2, None).any()
+from gateway.replay.compare import accuracy, mean_absolute_error, predictions
 
 
 def test_predictions_are_the_label_per_row_or_none() -> None:

@@ -87,3 +87,53 @@ def test_a_folder_without_captures_says_so(tmp_path: Path) -> None:
         capture_files(tmp_path)
     with pytest.raises(CaptureError, match="is not a folder"):
         capture_files(tmp_path / "missing")
+
+
+def test_a_file_still_being_written_is_read_as_it_stood_at_the_start(tmp_path: Path) -> None:
+    """The snapshot (SPEC 10): lines appended after the start, a line the writer was in the
+    middle of, and files made after the start are not read; a file cut short is."""
+    live = tmp_path / "capture-m-20261203T000000.000000Z.jsonl"
+    whole = b"".join(record(f"r{i}", 1) for i in range(3))
+    half = record("r3", 1)[:40]
+    live.write_bytes(whole + half)
+    files = capture_files(tmp_path)
+    with open(live, "ab") as writer:  # the gateway goes on writing, as replay reads
+        writer.write(record("r3", 1)[40:] + record("r4", 1))
+    (tmp_path / "capture-m-20261203T010000.000000Z.jsonl").write_bytes(record("new", 1))
+    stats = CaptureStats()
+    docs = [d for c in read_capture(files, "m", stats, lambda n: None) for d in c]
+    assert [d["request_id"] for d in docs] == ["r0", "r1", "r2"]
+    assert (stats.files, stats.lines, stats.corrupt_lines) == (1, 3, 0)
+    # Not growing any more, the same half line is a file cut short: read, and unreadable.
+    live.write_bytes(whole + half)
+    stats = CaptureStats()
+    docs = [d for c in read_capture(capture_files(tmp_path)[:1], "m", stats, lambda n: None)
+            for d in c]
+    assert len(docs) == 3 and stats.corrupt_lines == 1
+
+
+def test_a_file_gzipped_or_deleted_after_the_start_is_read_from_its_gzip_or_counted(
+        tmp_path: Path) -> None:
+    live = tmp_path / "capture-m-20261203T000000.000000Z.jsonl"
+    live.write_bytes(record("a", 1) + record("b", 2))
+    old = tmp_path / "capture-m-20261202T000000.000000Z.jsonl.gz"
+    old.write_bytes(gzip.compress(record("old", 1)))
+    files = capture_files(tmp_path)
+    # The capture closes the file (more lines first), gzips it and deletes the plain one;
+    # retention deletes the oldest.
+    gzipped = live.with_name(live.name + ".gz")
+    gzipped.write_bytes(gzip.compress(live.read_bytes() + record("c", 1)))
+    live.unlink()
+    old.unlink()
+    stats = CaptureStats()
+    docs = [d for c in read_capture(files, "m", stats, lambda n: None) for d in c]
+    assert [d["request_id"] for d in docs] == ["a", "b"]
+    assert (stats.files, stats.missing_files) == (1, 1)
+
+
+def test_a_file_both_plain_and_gzipped_is_read_once(tmp_path: Path) -> None:
+    """Between the gzip's rename and the plain file's deletion both are there: one snapshot."""
+    plain = tmp_path / "capture-m-20261203T000000.000000Z.jsonl"
+    plain.write_bytes(record("a", 1))
+    plain.with_name(plain.name + ".gz").write_bytes(gzip.compress(record("a", 1)))
+    assert [f.name for f in capture_files(tmp_path)] == [plain.name + ".gz"]
