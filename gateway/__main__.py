@@ -62,53 +62,10 @@ def check(args: argparse.Namespace) -> int:
 
 
 def rollout(args: argparse.Namespace) -> int:
-    """Evaluate every unfinished rollout block now and then (or once), and write decisions."""
-    from gateway.rollout.controller import Controller, fetch_metrics
-    from gateway.rollout.evidence import Reading, read_metrics, read_prometheus
-    from gateway.rollout.store import ConfigMapStore, FileStore, PolicyStore
-    from gateway.routing.policy import parse_policy
-    from gateway.runtime.repository import scan_repository
+    """Evaluate every rollout block now and then (or once), and write decisions."""
+    from gateway.rollout.command import run_rollout
 
-    settings = _settings(args)
-    store: PolicyStore = FileStore(settings.routing)
-    if args.configmap:
-        try:
-            store = ConfigMapStore.in_cluster(args.configmap, settings.routing.name)
-        except (ValueError, OSError) as exc:
-            print(f"gateway rollout: {exc}", file=sys.stderr)
-            return 1
-    policy = parse_policy(store.read()[0], scan_repository(settings.model_repository))
-    if not any(entry.rollout for entry in policy.models.values()):
-        print(f"gateway rollout: {settings.routing} has no model with a rollout block; add one "
-              "(see SPEC 9 and the README) and start again", file=sys.stderr)
-        return 1
-    log = open(args.log, "a") if args.log else sys.stdout  # noqa: SIM115 - lives as the loop
-    table = args.once and args.dry_run
-    metrics = None
-    if args.port is not None:
-        from prometheus_client import start_http_server
-
-        from gateway.rollout.metrics import RolloutMetrics
-
-        metrics = RolloutMetrics()
-        start_http_server(args.port, addr="0.0.0.0", registry=metrics.registry)
-    window = settings.drift.window_rows
-
-    def read() -> Reading:
-        if args.prometheus:
-            return read_prometheus(args.prometheus, window)
-        return read_metrics(fetch_metrics(args.metrics), window)
-
-    controller = Controller(settings, read, once=args.once,
-                            dry_run=args.dry_run, out=None if table else log, metrics=metrics,
-                            store=store)
-    try:
-        controller.run(args.check_s)
-    except KeyboardInterrupt:
-        return 0
-    if table:
-        print_comparison(controller.decisions)
-    return 0
+    return run_rollout(args, _settings(args))
 
 
 def replay(args: argparse.Namespace) -> int:
@@ -116,25 +73,6 @@ def replay(args: argparse.Namespace) -> int:
 
     return run_replay(Path(args.capture_dir), args.model, args.version, _settings(args),
                       args.against, args.json, args.min_agreement)
-
-
-def print_comparison(decisions: list[dict[str, object]]) -> None:
-    """`--once --dry-run`: the A/B comparison of each rollout, gate by gate, for a person."""
-    for line in decisions:
-        print(f"{line['model']}: baseline {line['baseline']} against canary {line['canary']}, "
-              f"step {line['step']}, canary weight {line['weight']}: {line['decision']} "
-              f"({line['reason']})")
-        rows = [["gate", "n baseline", "n canary", "estimate", "interval", "threshold",
-                 "verdict"]]
-        for gate in line["gates"]:  # type: ignore[attr-defined]
-            interval = ("" if gate["low"] is None
-                        else f"[{gate['low']:.4g}, {gate['high']:.4g}]")
-            estimate = "" if gate["estimate"] is None else f"{gate['estimate']:.4g}"
-            rows.append([gate["gate"], str(gate["n_baseline"]), str(gate["n_canary"]),
-                         estimate, interval, f"{gate['threshold']:g}", gate["verdict"]])
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        for row in rows:
-            print("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
 
 
 def _replay_arguments(replay_parser: argparse.ArgumentParser) -> None:
@@ -157,31 +95,17 @@ def main(argv: list[str] | None = None) -> int:
     serve_parser = commands.add_parser("serve", help="start the server")
     check_parser = commands.add_parser("check", help="validate config, routing and models")
     rollout_parser = commands.add_parser(
-        "rollout", help="promote, hold or roll back canaries on evidence (SPEC 9)")
+        "rollout", help="promote, hold or roll back canaries on evidence")
     replay_parser = commands.add_parser(
-        "replay", help="send captured requests to a version and compare (SPEC 10)")
+        "replay", help="send captured requests to a version and compare")
     for sub in (serve_parser, check_parser, rollout_parser, replay_parser):
         sub.add_argument("--config", help="gateway.yaml (default: $GATEWAY_CONFIG, else "
                                           "config/gateway.yaml)")
     serve_parser.add_argument("--host", help="address to listen on (default: server.host)")
     serve_parser.add_argument("--port", type=int, help="port (default: server.port, 8000)")
-    source = rollout_parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--metrics", nargs="+", metavar="URL",
-                        help="every replica's /metrics URL; their counters add up")
-    source.add_argument("--prometheus", metavar="URL",
-                        help="a Prometheus server scraping every replica: the same sums")
-    rollout_parser.add_argument("--check-s", type=float, default=10.0,
-                                help="seconds between evaluations (default 10)")
-    rollout_parser.add_argument("--once", action="store_true",
-                                help="evaluate once on the counters' totals and exit")
-    rollout_parser.add_argument("--dry-run", action="store_true",
-                                help="decide and log, write nothing (with --once: a table)")
-    rollout_parser.add_argument("--log", help="append the JSON decision lines to this file")
-    rollout_parser.add_argument("--configmap", metavar="NAMESPACE/NAME",
-                                help="read and patch the routing policy in this ConfigMap "
-                                     "through the Kubernetes API (the pod's service account)")
-    rollout_parser.add_argument("--port", type=int,
-                                help="serve the controller's own /metrics on this port")
+    from gateway.rollout.command import add_rollout_arguments
+
+    add_rollout_arguments(rollout_parser)
     _replay_arguments(replay_parser)
     from gateway import demo
     demo.add_arguments(commands.add_parser(

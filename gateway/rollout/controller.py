@@ -1,42 +1,44 @@
-"""`gateway rollout`: read the routing file and the fleet's metrics, decide, write (SPEC 9).
+"""`gateway rollout`: read the routing file and the fleet's metrics, decide, write (see
+docs/rollout.md).
 
-One evaluation reads the routing file (its text is what a write must still find), the replicas'
-/metrics (all of them, or no decision: a partial sum would undercount the evidence), and for
-every model with an unfinished rollout block judges the gates on what the counters gained since
-the controller first saw the current step (a controller that restarts begins the step's
-evidence afresh; the step itself is read back from the weights). With `once`, there is no
-earlier reading: the evidence is the counters' totals, the A/B comparison of the two versions.
+One evaluation reads the routing file (its exact text is what a write must still find), then
+the replicas' metrics, and for every model with a rollout block judges the gates on what the
+counters gained since the controller first saw the current step (a controller that restarts
+begins the step's evidence afresh; the step itself is read back from the weights). With `once`,
+there is no earlier reading: the evidence is the counters' totals.
 
-Each decision is one JSON line. A decision that moves weights or finishes the rollout is
-written into the file unless `dry_run`; the write happens only while the file still reads what
-the decision was made on, so a person's edit in between wins and the next evaluation reads it.
+It runs unattended, so nothing it reads makes it exit: a routing file it cannot read, parse or
+edit in place, a half-finished edit, or metrics it cannot fetch, are a `hold` with the reason,
+tried again at the next check. Each decision is one JSON line. Decisions are written in turn,
+each on the text the previous write left (checked against exactly those bytes), so a person's
+edit in between wins, and every decision after it in that evaluation is a hold.
 
-Decided here, where SPEC 9 is silent:
+Decided here, where the contract is silent:
 - The step's clock starts when this controller first sees the step; after a restart it begins
   again, so a restart can only delay a promotion, never hurry one.
-- A replica that cannot be read makes every decision of that round a hold.
-- The baseline gets the rest: 100 minus the canary and any other version's weight.
-- Steps are numbered as SPEC 9 counts them in the log and in `rollout_status.step`: 0 is before
-  the first weight (the shadow step), 1 the first weight of `steps`, and so on.
+- A file that cannot be read or parsed holds every model the controller last knew (one line
+  with `model: null` before it knew any).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TextIO
 
-from gateway.rollout.decide import HOLD, PROGRESSING, SHADOW_STEP, Decision, decide, stand
-from gateway.rollout.evidence import Reading, gained
-from gateway.rollout.gates import Evidence, judge
+from gateway.errors import ConfigError
+from gateway.rollout.decide import HOLD, Decision, Stand, decide, stamp, stand
+from gateway.rollout.evidence import Gains, Scrape, Series, evidence, since
+from gateway.rollout.gates import Evidence, GateResult, judge
 from gateway.rollout.metrics import RolloutMetrics
+from gateway.rollout.stats import quantile_from_buckets
 from gateway.rollout.store import FileStore, PolicyStore
 from gateway.rollout.writer import with_decision
-from gateway.routing.policy import ModelPolicy, parse_policy
+from gateway.routing.policy import parse_policy
 from gateway.runtime.repository import (
     Fingerprint,
     Repository,
@@ -45,29 +47,37 @@ from gateway.runtime.repository import (
 )
 from gateway.settings import Settings
 
-
-def fetch_metrics(urls: list[str], timeout_s: float = 5.0) -> list[str]:
-    """Every replica's /metrics text; OSError when one cannot be read."""
-    texts = []
-    for url in urls:
-        with urllib.request.urlopen(url, timeout=timeout_s) as reply:
-            texts.append(reply.read().decode())
-    return texts
+logger = logging.getLogger("gateway.rollout")
 
 
 @dataclass
 class _StepStart:
-    key: tuple[int | None, float]
-    started: float
+    key: tuple[int, int | None, int]
+    started_s: float
+    gained: dict[Series, float]
+    """The tracker's gains when the step began: the step's evidence is what came after."""
+
+
+@dataclass(frozen=True)
+class StepEvidence:
     baseline: Evidence
     canary: Evidence
+    elapsed_s: float
+
+
+def judge_step(where: Stand, found: StepEvidence | str) -> list[GateResult] | str:
+    """Every gate the plan sets, judged on the step's evidence (as a shadow at step 0; before
+    the first step as the first step would be, so a person sees the comparison)."""
+    if isinstance(found, str):
+        return found
+    return judge(where.plan, found.baseline, found.canary, shadow_step=where.judged_as_shadow)
 
 
 @dataclass
 class Controller:
     settings: Settings
-    read: Callable[[], Reading]
-    """The fleet's totals now (OSError: a replica or Prometheus is out of reach)."""
+    read: Callable[[], Scrape]
+    """The fleet's metrics now (OSError or ValueError: a replica or Prometheus out of reach)."""
     once: bool = False
     dry_run: bool = False
     out: TextIO | None = None
@@ -75,15 +85,16 @@ class Controller:
     store: PolicyStore | None = None
     """Where the policy is read and written (default: the routing file of `settings`)."""
     metrics: RolloutMetrics | None = None
-    """The controller's own gauges and counters (served with --port)."""
     decisions: list[dict[str, Any]] = field(default_factory=list)
     """Every decision of the last evaluation, as logged."""
+    _gains: Gains | None = None
     _steps: dict[str, _StepStart] = field(default_factory=dict)
+    _known: list[str | None] = field(default_factory=list)
     _repository: tuple[Fingerprint, Repository] | None = None
+    _idle_said: bool = False
 
     def repository(self) -> Repository:
-        """The model repository, scanned again only when its fingerprint changes (parsing every
-        manifest each evaluation was most of an evaluation's time)."""
+        """The model repository, scanned again only when its fingerprint changes."""
         root = self.settings.model_repository
         fingerprint = repository_fingerprint(root)
         if self._repository is None or self._repository[0] != fingerprint:
@@ -91,108 +102,144 @@ class Controller:
         return self._repository[1]
 
     def evaluate(self) -> list[dict[str, Any]]:
-        store = self.store or FileStore(self.settings.routing)
-        text, version = store.read()
-        policy = parse_policy(text, self.repository())
-        try:
-            reading: Reading | None = self.read()
-        except OSError as exc:
-            reading, unreachable = None, str(exc)
         self.decisions = []
-        for model, entry in policy.models.items():
-            if entry.rollout is None:
-                continue
-            if reading is None:
-                line = self._line(model, entry, Decision(
-                    HOLD, 0, int(_weight(entry, entry.rollout.canary)), PROGRESSING,
-                    f"metrics unreadable ({unreachable}): no evidence, no move"))
-            else:
-                decision = self._decide(model, entry, reading)
-                line = self._line(model, entry, decision)
-                if decision.writes and not self.dry_run:
-                    written = self._write(store, version, text, model, entry, decision, line)
-                    if written is not None:
-                        text, version = store.read()
-            self.decisions.append(line)
-            if self.metrics is not None:
-                self.metrics.record(line)
-            if self.out is not None:
-                self.out.write(json.dumps(line) + "\n")
-                self.out.flush()
+        store = self.store or FileStore(self.settings.routing)
+        try:
+            text, token = store.read()
+            policy = parse_policy(text, self.repository())
+        except (OSError, ConfigError, ValueError, UnicodeError) as exc:
+            self._hold_all(f"routing file not usable now ({exc}); trying again next check")
+            return self.decisions
+        rollouts = {m: e for m, e in policy.models.items() if e.rollout is not None}
+        self._known = [*rollouts]
+        if not rollouts:
+            if not self._idle_said:
+                logger.info("no model in %s has a rollout block: idle until one has",
+                            self.settings.routing)
+                self._idle_said = True
+            return self.decisions
+        self._idle_said = False
+        found = self._scrape()
+        writable = not self.dry_run
+        for model, entry in rollouts.items():
+            where = stand(entry)
+            step_evidence = self._evidence(model, where, found)
+            decision = decide(where, judge_step(where, step_evidence),
+                              self._elapsed(model, where), self.clock())
+            if decision.writes and writable:
+                decision, text, token, writable = self._write(store, text, token, model,
+                                                              decision)
+            self._emit(self._line(model, where, decision, step_evidence))
         return self.decisions
 
-    def _decide(self, model: str, entry: ModelPolicy, reading: Reading) -> Decision:
-        plan = entry.rollout
-        assert plan is not None
-        weight = _weight(entry, plan.canary)
-        shadowed = plan.canary in {s.version for s in entry.shadow}
-        where = stand(plan, weight, shadowed)
-        now_b = reading.get((model, plan.baseline), Evidence())
-        now_c = reading.get((model, plan.canary), Evidence())
-        key = (where.step, weight)
-        start = self._steps.get(model)
-        if start is None or start.key != key:
-            start = self._steps[model] = _StepStart(key, self.clock(), now_b, now_c)
-        if self.once:
-            baseline, canary, elapsed = now_b, now_c, self._since_status(entry)
-        else:
-            baseline, canary = gained(now_b, start.baseline), gained(now_c, start.canary)
-            elapsed = self.clock() - start.started
-        results = judge(plan.gates, plan.alpha, baseline, canary,
-                        shadow_step=where.step == SHADOW_STEP,
-                        full_window_rows=self.settings.drift.window_rows)
-        return decide(plan, entry.rollout_status, weight, shadowed, results, elapsed)
+    def _scrape(self) -> Gains | str:
+        try:
+            scrape = self.read()
+        except (OSError, ValueError) as exc:
+            return f"metrics unreadable ({exc})"
+        if self._gains is None or self.once:
+            self._gains = Gains(from_zero=self.once)
+        self._gains.observe(scrape)
+        return self._gains
 
-    def _since_status(self, entry: ModelPolicy) -> float:
-        """With `once`: the step's age as the last status wrote it (0 when unknown)."""
-        status = entry.rollout_status
+    def _evidence(self, model: str, where: Stand, found: Gains | str) -> StepEvidence | str:
+        if isinstance(found, str):
+            return found
+        start = self._steps.get(model)
+        if start is None or start.key != where.key:
+            start = self._steps[model] = _StepStart(
+                where.key, self.clock(), {} if self.once else dict(found.gained))
+        gained = since(found.gained, start.gained)
+        window = self.settings.drift.window_rows
+        plan = where.plan
+        return StepEvidence(evidence(gained, found.gauges, (model, plan.baseline), window),
+                            evidence(gained, found.gauges, (model, plan.canary), window),
+                            self.clock() - start.started_s)
+
+    def _elapsed(self, model: str, where: Stand) -> float:
+        """The step's age: since this controller first saw it, or with `once` since the
+        status last moved it."""
+        if not self.once:
+            start = self._steps.get(model)
+            return self.clock() - start.started_s if start is not None else 0.0
+        status = where.status
         if status is None or status.since is None:
             return 0.0
         try:
-            since = datetime.fromisoformat(status.since.replace("Z", "+00:00"))
+            moved = datetime.fromisoformat(status.since.replace("Z", "+00:00"))
         except ValueError:
             return 0.0
-        return max(0.0, self.clock() - since.timestamp())
+        return max(0.0, self.clock() - moved.timestamp())
 
-    def _line(self, model: str, entry: ModelPolicy, decision: Decision) -> dict[str, Any]:
-        plan = entry.rollout
-        assert plan is not None
-        return {"time": _stamp(self.clock()), "model": model, "baseline": plan.baseline,
-                "canary": plan.canary, "step": decision.step + 1, "weight": decision.weight,
-                "decision": decision.decision, "reason": decision.reason,
-                "gates": [g.as_json() for g in decision.gates]}
+    def _write(self, store: PolicyStore, text: str, token: str, model: str,
+               decision: Decision) -> tuple[Decision, str, str, bool]:
+        """Write one decision on `text`; what was logged, the text and token now, and whether
+        later decisions of this evaluation may still be written."""
+        try:
+            new = with_decision(text, model, decision.weights or {}, decision.status)
+        except ValueError as exc:
+            return (decision.superseded(f"{decision.decision} not written: the routing file "
+                                        f"cannot be edited in place ({exc})"), text, token, True)
+        try:
+            stored = store.write(token, new)
+        except OSError as exc:
+            return (decision.superseded(f"{decision.decision} not written: {exc}"), text,
+                    token, False)
+        if stored is None:
+            return (decision.superseded(f"the policy changed while deciding ({decision.decision} "
+                                        "not written): a person's edit wins; reading it again "
+                                        "next check"), text, token, False)
+        self._steps.pop(model, None)  # the next step's evidence starts now
+        return decision, new, stored, True
 
-    def _write(self, store: PolicyStore, version: str, text: str, model: str,
-               entry: ModelPolicy, decision: Decision, line: dict[str, Any]) -> str | None:
-        """The new text when it was stored; None when the policy changed since it was read."""
-        plan = entry.rollout
-        assert plan is not None
-        others = sum(t.weight for t in entry.traffic
-                     if t.version not in (plan.baseline, plan.canary))
-        weights = {plan.canary: decision.weight,
-                   plan.baseline: int(max(0, 100 - decision.weight - others))}
-        status = {"state": decision.state, "step": decision.step + 1,
-                  "since": line["time"], "reason": decision.reason}
-        new = with_decision(text, model, weights, status)
-        if store.write(version, new):
-            self._steps.pop(model, None)  # the next step's evidence starts now
-            return new
-        line["decision"] = HOLD
-        line["reason"] = (f"the policy changed while deciding ({decision.decision} not "
-                          "written): a person's edit wins; reading it again next time")
-        return None
+    def _line(self, model: str, where: Stand, decision: Decision,
+              found: StepEvidence | str) -> dict[str, Any]:
+        plan = where.plan
+        line: dict[str, Any] = {
+            "time": stamp(self.clock()), "model": model, "baseline": plan.baseline,
+            "canary": plan.canary, "step": decision.step, "weight": decision.weight,
+            "decision": decision.decision, "reason": decision.reason,
+            "gates": [g.as_json() for g in decision.gates]}
+        if not isinstance(found, str):
+            line["versions"] = [summary(plan.baseline, found.baseline),
+                                summary(plan.canary, found.canary)]
+        return line
 
-    def run(self, check_s: float, stop: Callable[[], bool] = lambda: False) -> None:
+    def _hold_all(self, reason: str) -> None:
+        for model in self._known or [None]:
+            self._emit({"time": stamp(self.clock()), "model": model, "decision": HOLD,
+                        "reason": reason, "gates": []})
+
+    def _emit(self, line: dict[str, Any]) -> None:
+        self.decisions.append(line)
+        if self.metrics is not None and line.get("model") is not None:
+            self.metrics.record(line)
+        if self.out is not None:
+            self.out.write(json.dumps(line) + "\n")
+            self.out.flush()
+
+    def run(self, check_s: float, stop: Callable[[], bool] = lambda: False,
+            sleep: Callable[[float], object] = time.sleep) -> None:
+        """Evaluate every `check_s` until `stop` (once with `once`). Nothing an evaluation
+        meets ends the loop: an error is logged as a hold and tried again."""
         while not stop():
-            self.evaluate()
+            try:
+                self.evaluate()
+            except Exception as exc:  # unattended: say why, hold, try again
+                logger.exception("evaluation failed; holding until the next check")
+                self._hold_all(f"evaluation failed ({type(exc).__name__}: {exc})")
             if self.once:
                 return
-            time.sleep(check_s)
+            sleep(check_s)
 
 
-def _weight(entry: ModelPolicy, version: int) -> float:
-    return next((t.weight for t in entry.traffic if t.version == version), 0.0)
+def summary(version: int, found: Evidence) -> dict[str, Any]:
+    """One version's evidence for a person: requests, 5xx share, p99, labelled accuracy."""
+    p99 = quantile_from_buckets(found.duration_bounds, found.duration_counts)
+    return {"version": version, "requests": found.requests,
+            "error_share": round(found.errors / found.requests, 6) if found.requests else None,
+            "p99_s": None if p99 != p99 else round(p99, 6), "labelled": found.labelled,
+            "accuracy": round(found.correct / found.labelled, 6) if found.labelled else None}
 
 
-def _stamp(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+

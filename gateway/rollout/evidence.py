@@ -1,18 +1,33 @@
-"""The rollout's evidence from the gateways' own /metrics (SPEC 9): counters added up over the
-replicas, per model version, and what they gained since a step began.
+"""The rollout's evidence from the gateways' own metrics: what each replica's counters gained
+since a step began, per model version, added up over the fleet.
 
-Counters (requests and their codes, request-duration buckets, labelled and correct rows, shadow
-results) add up across replicas, so the fleet's evidence is their sum; a replica that restarted
-resets its counters, so a gain is never taken below zero. The canary's prediction drift is a
-gauge per replica: the worst PSI among the replicas whose drift window is full is what the
-drift gate reads (a replica still filling its window says nothing yet).
+Gains are taken per replica and per series, as Prometheus's `increase()` takes them, never from
+the fleet's sums: a sum of counters goes down when one replica restarts and up when another
+one's old rows are counted again, and a rule on the sum cannot tell a restart from evidence (a
+replica that restarted with 4,000 labels from before the step read as 4,000 new ones). So:
+- a series that went down restarted: it gained its new value (a replica that says when its
+  process started, `process_start_time_seconds`, is known to have restarted even when its
+  counters have already climbed past their old values);
+- a replica seen for the first time after the step began (a new pod, or one that was out of
+  reach) adds only what it gains from then on; a replica that disappears keeps what it gained
+  while it was seen;
+- a new series of a replica already seen (the canary's first 5xx, say) gained all of its value.
+
+Only routed requests are evidence (`route` split or flag): a pinned caller, such as a replay or
+a QA load test pinned to the canary, says nothing about how the canary serves the traffic it is
+given. The canary's prediction drift is a gauge per replica: a replica's PSI counts only once its
+drift window holds nothing but rows served since the step began (its `gateway_drift_rows_total`
+gained a whole window), and the worst such replica is what the drift gate reads.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import urllib.parse
+import urllib.request
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -21,152 +36,172 @@ from gateway.rollout.gates import Evidence
 
 Key = tuple[str, int]
 """(model, version)."""
+Labels = tuple[tuple[str, str], ...]
+Series = tuple[str, str, Labels]
+"""(source: a replica's /metrics URL or Prometheus' `instance`, sample name, sorted labels)."""
+
+REQUESTS = "gateway_requests_total"
+DURATION_BUCKETS = "gateway_request_duration_seconds_bucket"
+FEEDBACK_ROWS = "gateway_feedback_rows_total"
+FEEDBACK_CORRECT = "gateway_feedback_correct_rows_total"
+SHADOW_ROWS = "gateway_shadow_rows_total"
+DRIFT_ROWS = "gateway_drift_rows_total"
+PREDICTION_PSI = "gateway_prediction_drift_psi"
+PROCESS_START = "process_start_time_seconds"
+COUNTERS = (REQUESTS, DURATION_BUCKETS, FEEDBACK_ROWS, FEEDBACK_CORRECT, SHADOW_ROWS, DRIFT_ROWS)
+GAUGES = (PREDICTION_PSI,)
+ROUTED = frozenset({"split", "flag"})
+"""The routes that are evidence; `pinned` is not."""
 
 
-@dataclass
-class _Totals:
-    requests: float = 0.0
-    errors: float = 0.0
-    buckets: dict[float, float] = field(default_factory=lambda: defaultdict(float))
-    labelled: float = 0.0
-    correct: float = 0.0
-    shadow: dict[str, float] = field(default_factory=lambda: defaultdict(float))
-    psi: dict[str, float] = field(default_factory=dict)
-    window_rows: int = 0
+@dataclass(frozen=True)
+class Scrape:
+    """One reading of the fleet: the samples evidence is made of, by series."""
+
+    counters: Mapping[Series, float] = field(default_factory=dict)
+    gauges: Mapping[Series, float] = field(default_factory=dict)
+    starts: Mapping[str, float] = field(default_factory=dict)
+    """Each source's process start time, where it says."""
+
+    @property
+    def sources(self) -> set[str]:
+        return {s[0] for s in self.counters} | {s[0] for s in self.gauges} | set(self.starts)
 
 
-Reading = dict[Key, Evidence]
-"""Every version's totals at one moment."""
+def _wanted(name: str, labels: Mapping[str, str]) -> bool:
+    if name in (REQUESTS, DURATION_BUCKETS):
+        return labels.get("route") in ROUTED
+    return name in COUNTERS or name in GAUGES
 
 
-def _version(labels: dict[str, str]) -> Key | None:
-    version = labels.get("version", "")
-    if not version.isdigit():
-        return None  # _none, none: not a version's evidence
-    return labels.get("model", ""), int(version)
-
-
-def read_metrics(texts: Iterable[str], full_window_rows: int = 5000) -> Reading:
-    """The fleet's totals from each replica's /metrics text."""
-    totals: dict[Key, _Totals] = defaultdict(_Totals)
-    for text in texts:
-        windows: dict[Key, float] = {}
-        psi: dict[Key, dict[str, float]] = defaultdict(dict)
+def parse_metrics(texts: Mapping[str, str]) -> Scrape:
+    """A Scrape from each replica's /metrics text, by its URL."""
+    counters: dict[Series, float] = {}
+    gauges: dict[Series, float] = {}
+    starts: dict[str, float] = {}
+    for source, text in texts.items():
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
-                key = _version(sample.labels)
-                if key is None:
-                    continue
-                _add(totals[key], sample.name, sample.labels, sample.value, windows, psi, key)
-        for key, outputs in psi.items():
-            if windows.get(key, 0) >= full_window_rows:
-                worst = totals[key].psi
-                for output, value in outputs.items():
-                    worst[output] = max(worst.get(output, -math.inf), value)
-        for key, rows in windows.items():
-            totals[key].window_rows = max(totals[key].window_rows, int(rows))
-    return {key: _evidence(t) for key, t in totals.items()}
+                if sample.name == PROCESS_START:
+                    starts[source] = sample.value
+                elif _wanted(sample.name, sample.labels):
+                    series = (source, sample.name, tuple(sorted(sample.labels.items())))
+                    target = gauges if sample.name in GAUGES else counters
+                    target[series] = sample.value
+    return Scrape(counters, gauges, starts)
 
 
-_COUNTERS = {"gateway_requests_total": "requests",
-             "gateway_request_duration_seconds_bucket": "buckets",
-             "gateway_feedback_rows_total": "labelled",
-             "gateway_feedback_correct_rows_total": "correct",
-             "gateway_shadow_requests_total": "shadow"}
-"""Sample name -> what it adds to (as `_add_series` reads a Prometheus answer); the drift
-gauges are per replica and kept apart until every replica's window is known."""
-
-
-def _add(t: _Totals, name: str, labels: dict[str, str], value: float,
-         windows: dict[Key, float], psi: dict[Key, dict[str, float]], key: Key) -> None:
-    kind = _COUNTERS.get(name)
-    if kind is not None:
-        _add_series(t, kind, labels, value)
-    elif name == "gateway_prediction_drift_psi":
-        psi[key][labels.get("output", "")] = value
-    elif name == "gateway_drift_window_rows":
-        windows[key] = value
-
-
-def _evidence(t: _Totals) -> Evidence:
-    bounds = tuple(sorted(t.buckets))
-    return Evidence(int(t.requests), int(t.errors), bounds,
-                    tuple(t.buckets[b] for b in bounds), int(t.labelled), int(t.correct),
-                    {r: int(n) for r, n in t.shadow.items()}, dict(t.psi), t.window_rows)
-
-
-def gained(now: Evidence, then: Evidence | None) -> Evidence:
-    """What the counters gained since `then` (None: everything so far); gauges as they are now.
-    A counter lower than before (a replica restarted) counts from zero again."""
-    if then is None:
-        return now
-
-    def gain(a: float, b: float) -> float:
-        return a - b if a >= b else a
-
-    counts = now.duration_counts
-    if then.duration_bounds == now.duration_bounds and then.duration_counts:
-        counts = tuple(gain(a, b) for a, b in zip(now.duration_counts, then.duration_counts,
-                                                   strict=True))
-    return Evidence(int(gain(now.requests, then.requests)), int(gain(now.errors, then.errors)),
-                    now.duration_bounds, counts, int(gain(now.labelled, then.labelled)),
-                    int(gain(now.correct, then.correct)),
-                    {r: int(gain(n, then.shadow.get(r, 0))) for r, n in now.shadow.items()},
-                    now.prediction_psi, now.drift_window_rows)
-
-
-_QUERIES = {
-    "requests": "sum by (model, version, code) (gateway_requests_total)",
-    "buckets": "sum by (model, version, le) (gateway_request_duration_seconds_bucket)",
-    "labelled": "sum by (model, version) (gateway_feedback_rows_total)",
-    "correct": "sum by (model, version) (gateway_feedback_correct_rows_total)",
-    "shadow": "sum by (model, version, result) (gateway_shadow_requests_total)",
-    "window": "max by (model, version) (gateway_drift_window_rows)",
-    "psi": "max by (model, version, output) (gateway_prediction_drift_psi and on (instance, "
-           "model, version) gateway_drift_window_rows >= {full})",
-}
-"""What `--prometheus` asks: the same sums over the replicas as /metrics gives, by PromQL."""
-
-
-def read_prometheus(url: str, full_window_rows: int = 5000,
-                    timeout_s: float = 10.0) -> Reading:
-    """The fleet's totals from a Prometheus server that scrapes every replica; OSError when it
-    cannot be asked or refuses a query."""
-    import json
-    import urllib.parse
-    import urllib.request
-
-    totals: dict[Key, _Totals] = defaultdict(_Totals)
-    for kind, query in _QUERIES.items():
+def query_prometheus(url: str, timeout_s: float = 10.0) -> Scrape:
+    """A Scrape from a Prometheus server that scrapes every replica: each series as it stands,
+    per replica (its `instance`), never summed (a sum drops a replaced pod and reads a restart
+    as a loss). OSError when it cannot be asked or refuses a query."""
+    counters: dict[Series, float] = {}
+    gauges: dict[Series, float] = {}
+    for name in (*COUNTERS, *GAUGES):
+        selector = f'{name}{{route=~"split|flag"}}' if name in (REQUESTS,
+                                                               DURATION_BUCKETS) else name
         address = (f"{url.rstrip('/')}/api/v1/query?"
-                   + urllib.parse.urlencode({"query": query.format(full=full_window_rows)}))
+                   + urllib.parse.urlencode({"query": selector}))
         with urllib.request.urlopen(address, timeout=timeout_s) as reply:
             answer = json.load(reply)
         if answer.get("status") != "success":
-            raise OSError(f"prometheus refused {query!r}: {answer.get('error')}")
-        for series in answer["data"]["result"]:
-            labels = series["metric"]
-            key = _version(labels)
-            if key is None:
-                continue
-            _add_series(totals[key], kind, labels, float(series["value"][1]))
-    return {key: _evidence(t) for key, t in totals.items()}
+            raise OSError(f"prometheus refused {selector!r}: {answer.get('error')}")
+        for found in answer["data"]["result"]:
+            labels = {k: v for k, v in found["metric"].items() if k != "__name__"}
+            series = (labels.get("instance", ""), name, tuple(sorted(labels.items())))
+            (gauges if name in GAUGES else counters)[series] = float(found["value"][1])
+    return Scrape(counters, gauges)
 
 
-def _add_series(t: _Totals, kind: str, labels: dict[str, str], value: float) -> None:
-    if kind == "requests":
-        t.requests += value
-        if labels.get("code", "").startswith("5"):
-            t.errors += value
-    elif kind == "buckets":
-        t.buckets[float(labels["le"])] += value
-    elif kind == "labelled":
-        t.labelled += value
-    elif kind == "correct":
-        t.correct += value
-    elif kind == "shadow":
-        t.shadow[labels.get("result", "")] += value
-    elif kind == "window":
-        t.window_rows = int(value)
-    elif kind == "psi":
-        t.psi[labels.get("output", "")] = value
+class Gains:
+    """What every counter series gained since the tracker first saw its replica, as
+    `increase()` takes it; `from_zero` counts each series' whole value instead (`--once`: the
+    counters' totals, each replica's since it started)."""
+
+    def __init__(self, from_zero: bool = False) -> None:
+        self.from_zero = from_zero
+        self.gained: dict[Series, float] = {}
+        self._last: dict[Series, float] = {}
+        self._seen: set[str] = set()
+        self._starts: dict[str, float] = {}
+        self.gauges: Mapping[Series, float] = {}
+        """The latest scrape's gauges (a replica that went away has none)."""
+
+    def observe(self, scrape: Scrape) -> None:
+        restarted = {source for source, start in scrape.starts.items()
+                     if self._starts.get(source, start) != start}
+        for series in self._last:
+            if series[0] in restarted:
+                self._last[series] = 0.0
+        for series, value in scrape.counters.items():
+            last = self._last.get(series)
+            if last is None:
+                gain = value if self.from_zero or series[0] in self._seen else 0.0
+            elif value < last:
+                gain = value  # restarted: everything it holds is new
+            else:
+                gain = value - last
+            self.gained[series] = self.gained.get(series, 0.0) + gain
+            self._last[series] = value
+        self._seen |= scrape.sources
+        self._starts.update(scrape.starts)
+        self.gauges = scrape.gauges
+
+
+def since(now: Mapping[Series, float], start: Mapping[Series, float]) -> dict[Series, float]:
+    """The gains made between two snapshots of `Gains.gained`."""
+    return {series: value - start.get(series, 0.0) for series, value in now.items()}
+
+
+def evidence(gained: Mapping[Series, float], gauges: Mapping[Series, float], key: Key,
+             full_window_rows: int) -> Evidence:
+    """One version's evidence from the series' gains (and the drift gauges as they are now)."""
+    model, version = key[0], str(key[1])
+    requests = errors = labelled = correct = 0.0
+    buckets: dict[float, float] = defaultdict(float)
+    shadow: dict[str, float] = defaultdict(float)
+    drift_rows: dict[str, float] = {}
+    for (source, name, pairs), value in gained.items():
+        labels = dict(pairs)
+        if labels.get("model") != model or labels.get("version") != version:
+            continue
+        if name == REQUESTS:
+            requests += value
+            if labels.get("code", "").startswith("5"):
+                errors += value
+        elif name == DURATION_BUCKETS:
+            buckets[float(labels["le"])] += value
+        elif name == FEEDBACK_ROWS:
+            labelled += value
+        elif name == FEEDBACK_CORRECT:
+            correct += value
+        elif name == SHADOW_ROWS:
+            shadow[labels.get("result", "")] += value
+        elif name == DRIFT_ROWS:
+            drift_rows[source] = drift_rows.get(source, 0.0) + value
+    fresh = {source for source, rows in drift_rows.items() if rows >= full_window_rows}
+    psi: dict[str, float] = {}
+    for (source, _, pairs), value in gauges.items():
+        labels = dict(pairs)
+        if (source in fresh and labels.get("model") == model
+                and labels.get("version") == version and not math.isnan(value)):
+            output = labels.get("output", "")
+            psi[output] = max(psi.get(output, -math.inf), value)
+    bounds = tuple(sorted(buckets))
+    return Evidence(
+        requests=int(requests), errors=int(errors), duration_bounds=bounds,
+        duration_counts=tuple(buckets[b] for b in bounds), labelled=int(labelled),
+        correct=int(correct), shadow_rows={r: int(n) for r, n in shadow.items()},
+        prediction_psi=psi,
+        drift_rows=int(max((drift_rows[s] for s in fresh), default=max(drift_rows.values(),
+                                                                         default=0.0))))
+
+
+def versions(scrape: Scrape) -> Iterable[Key]:
+    """Every (model, version) the scrape has evidence of."""
+    seen = set()
+    for _, _, pairs in (*scrape.counters, *scrape.gauges):
+        labels = dict(pairs)
+        if labels.get("version", "").isdigit():
+            seen.add((labels.get("model", ""), int(labels["version"])))
+    return sorted(seen)

@@ -176,7 +176,8 @@ def _model_policy(raw: Any, model: str, repository: Repository) -> ModelPolicy:
     traffic = _traffic(item["traffic"], f"{where}.traffic", model, repository)
     try:
         rollout = (parse_rollout(item["rollout"], f"{where}.rollout",
-                                 [t.version for t in traffic]) if "rollout" in item else None)
+                                 {t.version: int(t.weight) for t in traffic})
+                   if "rollout" in item else None)
         status = (parse_status(item["rollout_status"], f"{where}.rollout_status")
                   if item.get("rollout_status") is not None else None)
     except RolloutError as exc:

@@ -17,7 +17,7 @@ from gateway.errors import ConfigError
 ROLLOUT_KEYS = {"baseline", "canary", "steps", "step_s", "max_step_s", "alpha", "gates"}
 GATE_KEYS = {"max_error_rate_increase", "max_p99_ratio", "min_requests", "accuracy_margin",
              "min_shadow_agreement", "max_prediction_psi"}
-STATUS_KEYS = {"state", "step", "since", "reason"}
+STATUS_KEYS = {"state", "canary", "step", "since", "reason"}
 STATES = ("progressing", "promoted", "rolled_back")
 
 
@@ -57,6 +57,9 @@ class RolloutStatus:
     step: int | None
     since: str | None
     reason: str | None
+    canary: int | None = None
+    """The canary this status belongs to (None in a status written before it was recorded: it
+    is then taken to be the block's canary)."""
 
 
 def _number(value: Any, where: str, low: float, high: float, *, open_low: bool = False) -> float:
@@ -102,9 +105,12 @@ def _gates(raw: Any, where: str) -> Gates:
                  optional("max_prediction_psi", 0, 100, open_low=True))
 
 
-def parse_rollout(raw: Any, where: str, traffic_versions: list[int]) -> RolloutPlan:
-    """The block of one model, checked against the versions of its `traffic`."""
+def parse_rollout(raw: Any, where: str, traffic: dict[int, int]) -> RolloutPlan:
+    """The block of one model, checked against its `traffic` (version -> weight): the baseline
+    and canary must be in it, and every step must fit beside the weights of the other versions,
+    which a rollout never moves."""
     item = _mapping(raw, where, ROLLOUT_KEYS)
+    traffic_versions = list(traffic)
     versions = {}
     for key in ("baseline", "canary"):
         value = item.get(key)
@@ -123,6 +129,13 @@ def parse_rollout(raw: Any, where: str, traffic_versions: list[int]) -> RolloutP
     if not all(1 <= s <= 100 for s in steps) or any(b <= a for a, b in pairwise(steps)):
         raise RolloutError(f"{where}.steps: weights must increase, each from 1 to 100; got "
                            f"{steps}")
+    others = {v: w for v, w in traffic.items() if v not in versions.values()}
+    held = sum(others.values())
+    if held and steps[-1] + held > 100:
+        named = ", ".join(f"version {v} at {w}" for v, w in sorted(others.items()) if w)
+        raise RolloutError(f"{where}.steps: step {steps[-1]} cannot fit beside {named} (a "
+                           f"rollout never moves other versions): keep the steps at or below "
+                           f"{100 - held}, or set the other versions' weights to 0 first")
     step_s = _number(item.get("step_s", 300), f"{where}.step_s", 0, 30 * 86400, open_low=True)
     max_step_s = _number(item.get("max_step_s", 3600), f"{where}.max_step_s", 0, 30 * 86400,
                          open_low=True)
@@ -142,6 +155,9 @@ def parse_status(raw: Any, where: str) -> RolloutStatus:
     step = item.get("step")
     if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 0):
         raise RolloutError(f"{where}.step: expected a step index, got {step!r}")
+    canary = item.get("canary")
+    if canary is not None and (isinstance(canary, bool) or not isinstance(canary, int)):
+        raise RolloutError(f"{where}.canary: expected a version number, got {canary!r}")
     since, reason = item.get("since"), item.get("reason")
     return RolloutStatus(state, step, None if since is None else str(since),
-                         None if reason is None else str(reason))
+                         None if reason is None else str(reason), canary)

@@ -1,59 +1,104 @@
-"""Evidence read from the gateway's own /metrics text, two replicas added up."""
+"""The rollout's evidence: gains per replica and per series, as Prometheus's increase() takes
+them, from the gateways' real /metrics text; routed requests only."""
 
 from __future__ import annotations
 
-from prometheus_client import generate_latest
-
-from gateway.observability.metrics import GatewayMetrics
-from gateway.rollout.evidence import gained, read_metrics
-from gateway.rollout.gates import Evidence
+from gateway.rollout.evidence import Gains, evidence, parse_metrics, since
+from tests.rollout.fleet import MODEL, Replica
 
 
-def replica(ok: int, errors: int, slow: bool = False) -> GatewayMetrics:
-    metrics = GatewayMetrics()
-    for _ in range(ok):
-        metrics.observe_request("m", "2", "split", 200, 0.02 if slow else 0.002)
-        metrics.observe_request("m", "1", "split", 200, 0.002)
-    for _ in range(errors):
-        metrics.observe_request("m", "2", "split", 500, 0.001)
-    metrics.observe_request("m", "_none", "split", 400, 0.001)  # not a version's evidence
-    metrics.count_shadow("m", 3, "agree", 7)
-    metrics.count_shadow("m", 3, "disagree", 1)
-    return metrics
+def read(replicas: dict[str, Replica], gains: Gains) -> None:
+    gains.observe(parse_metrics({url: r.text() for url, r in replicas.items()}))
 
 
-def text(metrics: GatewayMetrics) -> str:
-    return generate_latest(metrics.registry).decode()
+def test_a_replica_that_restarts_adds_only_what_it_served_since() -> None:
+    """The issue's case: the canary's labels from before the step sit on one replica; the other
+    has many and restarts. The fleet's sum drops from 9,000 to 4,100: read per replica, the step
+    gained the 100 new labels, not 4,100."""
+    a, b = Replica(), Replica()
+    a.label(2, 4000, 3000)
+    b.label(2, 5000, 4900)
+    gains = Gains()
+    read({"a": a, "b": b}, gains)
+    start = dict(gains.gained)
+    restarted = Replica()
+    restarted.label(2, 100, 98)
+    read({"a": a, "b": restarted}, gains)
+    found = evidence(since(gains.gained, start), gains.gauges, (MODEL, 2), 5000)
+    assert (found.labelled, found.correct) == (100, 98)
 
 
-def test_counters_add_up_over_replicas() -> None:
-    reading = read_metrics([text(replica(100, 5)), text(replica(50, 0, slow=True))])
-    canary, baseline = reading[("m", 2)], reading[("m", 1)]
-    assert (canary.requests, canary.errors) == (155, 5)
-    assert (baseline.requests, baseline.errors) == (150, 0)
-    assert canary.duration_counts[-1] == 150  # successes only, every bucket cumulative
-    assert reading[("m", 3)].shadow == {"agree": 14, "disagree": 2}
-    assert all(version.isdigit() for _, version in [(m, str(v)) for m, v in reading])
+def test_a_restart_is_seen_by_its_start_time_even_past_the_old_count() -> None:
+    old = Replica(started_s=1000.0)
+    old.label(2, 50, 50)
+    gains = Gains()
+    read({"a": old}, gains)
+    new = Replica(started_s=2000.0)
+    new.label(2, 80, 70)  # more than before the restart: only the start time tells
+    read({"a": new}, gains)
+    assert evidence(gains.gained, {}, (MODEL, 2), 5000).labelled == 80
 
 
-def test_a_gain_is_what_the_counters_added_and_a_restart_counts_from_zero() -> None:
-    then = Evidence(100, 5, (0.1, float("inf")), (90.0, 95.0), 40, 38, {"agree": 10})
-    now = Evidence(300, 6, (0.1, float("inf")), (280.0, 294.0), 100, 95, {"agree": 30})
-    step = gained(now, then)
-    assert (step.requests, step.errors, step.labelled, step.correct) == (200, 1, 60, 57)
-    assert step.duration_counts == (190.0, 199.0) and step.shadow == {"agree": 20}
-    restarted = gained(Evidence(20, 1), then)
-    assert (restarted.requests, restarted.errors) == (20, 1)
-    assert gained(now, None) is now
+def test_replicas_that_come_and_go_add_what_they_gained_while_seen() -> None:
+    a, b = Replica(), Replica()
+    a.serve(2, 30)
+    gains = Gains()
+    read({"a": a}, gains)
+    b.serve(2, 500)  # a pod already serving when first seen: its past is not this step's
+    read({"a": a, "b": b}, gains)
+    b.serve(2, 7)
+    a.serve(2, 3)
+    read({"a": a, "b": b}, gains)
+    a.serve(2, 1000)  # ... then a goes away: what it gained while seen stays
+    read({"b": b}, gains)
+    assert evidence(gains.gained, {}, (MODEL, 2), 5000).requests == 10
 
 
-def test_prediction_drift_is_the_worst_psi_of_the_replicas_with_a_full_window() -> None:
-    def gauges(psi: float, rows: int) -> str:
-        return (f'gateway_prediction_drift_psi{{model="m",version="2",output="label"}} {psi}\n'
-                f'gateway_drift_window_rows{{model="m",version="2"}} {rows}\n')
+def test_a_new_series_of_a_known_replica_counts_whole() -> None:
+    a = Replica()
+    a.serve(2, 10)
+    gains = Gains()
+    read({"a": a}, gains)
+    a.serve(2, 4, code=503)  # the canary's first 5xx: a series born during the step
+    read({"a": a}, gains)
+    found = evidence(gains.gained, {}, (MODEL, 2), 5000)
+    assert (found.requests, found.errors) == (4, 4)
 
-    both = read_metrics([gauges(0.3, 5000), gauges(0.9, 100)], full_window_rows=5000)
-    assert both[("m", 2)].prediction_psi == {"label": 0.3}
-    assert both[("m", 2)].drift_window_rows == 5000
-    filling = read_metrics([gauges(0.9, 100)], full_window_rows=5000)
-    assert filling[("m", 2)].prediction_psi == {}  # the drift gate waits
+
+def test_pinned_requests_are_no_evidence() -> None:
+    a = Replica()
+    gains = Gains(from_zero=True)
+    a.serve(2, 40, route="split")
+    a.serve(2, 9, route="flag", code=500)
+    a.serve(2, 1000, route="pinned", code=503, duration_s=4.0)  # a replay pinned to the canary
+    read({"a": a}, gains)
+    found = evidence(gains.gained, {}, (MODEL, 2), 5000)
+    assert (found.requests, found.errors) == (49, 9)
+    assert found.duration_counts[-1] == 40  # successes only, none of the pinned ones
+
+
+def test_drift_counts_only_windows_of_this_steps_rows() -> None:
+    a, b = Replica(), Replica()
+    a.drift_rows[2], a.psi[2] = 9000, 0.5
+    b.drift_rows[2], b.psi[2] = 9000, 0.9
+    gains = Gains()
+    read({"a": a, "b": b}, gains)
+    a.drift_rows[2], b.drift_rows[2] = 9000 + 5000, 9000 + 4999
+    read({"a": a, "b": b}, gains)
+    found = evidence(gains.gained, gains.gauges, (MODEL, 2), 5000)
+    assert found.prediction_psi == {"label": 0.5}  # b's window still holds older rows
+    assert found.drift_rows == 5000
+    b.drift_rows[2] += 1
+    read({"a": a, "b": b}, gains)
+    assert evidence(gains.gained, gains.gauges, (MODEL, 2), 5000).prediction_psi == {
+        "label": 0.9}
+
+
+def test_once_counts_each_replicas_totals() -> None:
+    a, b = Replica(), Replica()
+    a.label(1, 10, 9)
+    b.label(1, 5, 5)
+    gains = Gains(from_zero=True)
+    read({"a": a, "b": b}, gains)
+    found = evidence(gains.gained, {}, (MODEL, 1), 5000)
+    assert (found.labelled, found.correct) == (15, 14)

@@ -28,6 +28,7 @@ class DriftCollector(Collector):
         for tracked in self.tracked():
             key = [tracked.model, str(tracked.version)]
             f["dropped"].add_metric(key, tracked.dropped_rows)
+            f["rows"].add_metric(key, tracked.reported_rows)
             f["threshold"].add_metric(key, tracked.rule.psi_floor)
             f["failed"].add_metric(key, tracked.failed_folds)
             if tracked.window_bins is not None:
@@ -82,6 +83,10 @@ _FAMILIES: FamilyTable = {
                   _VERSION),
     "dropped": (CounterMetricFamily, "gateway_drift_dropped_rows_total",
                 "Rows not monitored because the drift buffer was full.", _VERSION),
+    "rows": (CounterMetricFamily, "gateway_drift_rows",
+             "Rows taken into the drift window, as of the report the drift gauges show (a "
+             "window of N rows holds only rows taken after this counter's value minus N).",
+             _VERSION),
     "failed": (CounterMetricFamily, "gateway_drift_failed_folds",
                "Gatherings the drift monitor could not fold (see the log).", _VERSION),
     "bins": (GaugeMetricFamily, "gateway_drift_window_bin_count",

@@ -184,6 +184,7 @@ class DriftService:
                 outputs = {n: np.concatenate([o[n] for _, o in taken]) if len(taken) > 1
                            else taken[0][1][n] for n in names}
                 tracked.monitor.ingest(features, outputs)
+                tracked.ingested_rows += features.shape[0]
             except Exception:  # a fault here must never reach requests or other versions
                 tracked.failed_folds += 1
                 logger.exception("drift monitor of model '%s' version %d could not fold %d "
@@ -192,6 +193,7 @@ class DriftService:
         if report:
             for tracked in list(self._tracked.values()):
                 tracked.report = tracked.monitor.report(tracked.rule)
+                tracked.reported_rows = tracked.ingested_rows
                 tracked.window_bins = tracked.monitor.features.total().bins.copy()
 
     async def report(self, model: str, version: int) -> DriftReport | None:
@@ -203,6 +205,7 @@ class DriftService:
         async with self._lock:
             await self._drain([tracked], report=False)  # rows still gathering count too
             doc = tracked.report = tracked.monitor.report(tracked.rule)
+            tracked.reported_rows = tracked.ingested_rows
             tracked.window_bins = tracked.monitor.features.total().bins.copy()
         return DriftReport(model=model, version=str(version), window_rows=doc["window_rows"],
                            reference_rows=doc["reference_rows"], features=doc["features"],

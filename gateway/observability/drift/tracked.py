@@ -28,6 +28,11 @@ class Tracked:
     buffered_rows: int = 0
     dropped_rows: int = 0
     failed_folds: int = 0
+    ingested_rows: int = 0
+    """Rows taken into the monitor since it began."""
+    reported_rows: int = 0
+    """`ingested_rows` when `report` was made: the window the gauges show holds only rows
+    taken after `reported_rows - window_rows` (the rollout's drift gate reads it)."""
     report: WindowReport | None = None
     window_bins: np.ndarray | None = None
     """The feature window's counts per bin when `report` was made (for fleet-wide drift)."""
