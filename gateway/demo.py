@@ -194,6 +194,7 @@ class _Demo:
         self.pending: list[dict[str, Any]] = []
         self.sent = 0
         self.unreachable_since: float | None = None
+        self.weights: str | None = None
 
     def _call(self, method: str, path: str, body: bytes | None = None,
               headers: dict[str, str] | None = None) -> tuple[int, bytes] | None:
@@ -264,6 +265,10 @@ class _Demo:
         answer = self._call("GET", "/metrics")
         weights = (route_weights(answer[1].decode(), self.options.model)
                    if answer and answer[0] == 200 else "?")
+        if weights != "?":
+            if self.weights not in (None, weights):  # a rollout (or a person) moved them
+                print(f"weights changed: {self.weights} -> {weights}", file=self.out)
+            self.weights = weights
         print(self.tally.line(elapsed_s, weights), file=self.out, flush=True)
 
     def run(self) -> int:

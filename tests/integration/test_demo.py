@@ -115,3 +115,26 @@ def test_demo_stays_on_this_machine_unless_told() -> None:
     assert done.returncode == 1 and "--allow-remote" in done.stderr
     bounded = demo("--minutes", "1000")
     assert bounded.returncode == 1 and "--minutes must be" in bounded.stderr
+
+
+def test_demo_shows_the_weights_move_when_the_routing_changes(
+        write_config: ConfigWriter, start: Start) -> None:
+    config = write_config(routing={"models": {MODEL: {
+        "traffic": [{"version": 1, "weight": 95}, {"version": 2, "weight": 5}],
+        "sticky_key": "x-user-id"}}})
+    server = start(config)
+    running = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "demo", "--url", f"http://{server.url}", "--config",
+         str(config), "--minutes", "0.2", "--rate", "20", "--every-s", "1"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert running.stdout is not None
+    lines = [running.stdout.readline(), running.stdout.readline()]
+    assert "weights v1 95, v2 5" in lines[-1], lines
+    # What the rollout controller does on a rollback, done by hand: version 2 back to 0.
+    (config.parent / "routing.yaml").write_text(orjson.dumps({"models": {MODEL: {
+        "traffic": [{"version": 1, "weight": 100}, {"version": 2, "weight": 0}],
+        "sticky_key": "x-user-id"}}}).decode())
+    out, err = running.communicate(timeout=120)
+    assert running.returncode == 0, out + err
+    assert "weights changed: v1 95, v2 5 -> v1 100, v2 0" in out
+    assert "weights v1 100, v2 0" in out.splitlines()[-1]
