@@ -51,7 +51,7 @@ def send_all(server: GatewayProcess, n: int) -> tuple[list[object], list[threadi
 
 
 def wait_for_inflight(server: GatewayProcess, n: int) -> None:
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60  # a minute: a loaded machine sends megabytes slowly
     while time.monotonic() < deadline:
         metrics = server.request("GET", "/metrics").body.decode()
         line = next((x for x in metrics.splitlines()
@@ -87,18 +87,34 @@ def test_sigterm_answers_every_accepted_request_and_flushes_their_spans(
     assert len(spans) == 6, f"{len(spans)} request spans exported at shutdown ({took:.1f} s)"
 
 
+PAST_GRACE_REQUESTS = 60
+"""Requests in flight at SIGTERM in the grace-period test: 15 s of work on an idle two-core
+machine (a quarter of a second each, one at a time), 30 times the shortest grace tested."""
+
+
 @pytest.mark.parametrize("grace_s", [1, 0.5])  # 0.5 once became int 0: "wait forever"
 def test_past_the_grace_period_the_gateway_exits_anyway(
         model_repo: Path, write_config: ConfigWriter, start: Start, grace_s: float) -> None:
+    # What this measures holds however loaded the machine is: every accepted request gets an
+    # HTTP answer (200 if its inference ended within the grace, else uvicorn's 500 at the
+    # cut-off), and some are cut off, which a gateway that ignored the grace (0.5 read as 0,
+    # "wait forever") would not do: it would answer all of them. How many end within the
+    # grace depends on the machine's load (on two busy cores, none did within 0.5 s), so no
+    # count of 200s is asserted; SIGTERM with a long grace answering them all is the test
+    # above. The exit bound leaves 10 s for the inference running at the cut-off (0.25 s
+    # here, 1 s on two busy cores) and teardown, less than the work left.
     server = slow_gateway(model_repo, write_config, start, grace_s=grace_s)
-    results, threads = send_all(server, 24)  # far more work than one second
-    wait_for_inflight(server, 10)
+    results, threads = send_all(server, PAST_GRACE_REQUESTS)
+    wait_for_inflight(server, PAST_GRACE_REQUESTS)  # all accepted: each one is owed an answer
     sigterm_at = time.monotonic()
     server.process.send_signal(signal.SIGTERM)
-    server.process.wait(timeout=30)
+    server.process.wait(timeout=60)
     took = time.monotonic() - sigterm_at
     for thread in threads:
         thread.join()
-    assert took < grace_s + 5, f"exited {took:.1f} s after SIGTERM, grace {grace_s} s"
-    assert 200 in results  # those that finished within the grace were answered
+    answered = results.count(200)
+    assert answered + results.count(500) == len(results), results
+    assert answered < len(results), "the gateway answered every request: the grace was ignored"
+    assert took < grace_s + 10, f"exited {took:.1f} s after SIGTERM, grace {grace_s} s, " \
+        f"{answered} of {len(results)} answered"
     assert "timeout graceful shutdown exceeded" in server.log()
