@@ -137,7 +137,7 @@ def test_request_id_and_version_headers(shipped: GatewayProcess) -> None:
                             {"x-request-id": "trace-me"})
     assert reply.status == 200
     assert reply.headers["x-request-id"] == "trace-me"
-    assert reply.headers["x-model-version"] == "2"
+    assert reply.headers["x-model-version"] == "1"  # the shipped policy: version 1
     assert reply.json()["id"] == "abc"
     generated = shipped.request("GET", "/v2/health/live").headers["x-request-id"]
     assert len(generated) == 32
