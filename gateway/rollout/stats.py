@@ -30,7 +30,7 @@ at most alpha (measured by `gateway.rollout.simulate`, bench table 11).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from statistics import NormalDist
@@ -99,30 +99,38 @@ def proportion(successes: float, n: float, alpha: float, center: float = 0.5) ->
     k = min(max(successes, 0.0), n)
     c = min(max(center, 0.001), 0.999)
     a, b = PRIOR_ROWS * c, PRIOR_ROWS * (1 - c)
-    mixture = _log_beta(a + k, b + n - k) - _log_beta(a, b)
-    bar = math.log(1.0 / alpha)
-
-    def rejects(p: float) -> bool:
-        """log M_n(p) >= log(1/alpha): p is no longer plausible."""
-        null = (k * math.log(p) if k > 0 else 0.0) + ((n - k) * math.log1p(-p) if n > k else 0.0)
-        return mixture - null >= bar
-
+    margin = _log_beta(a + k, b + n - k) - _log_beta(a, b) - math.log(1.0 / alpha)
     estimate = k / n
-    low = 0.0 if k == 0 or not rejects(1e-12) else _edge(rejects, 1e-12, estimate)
-    high = 1.0 if k == n or not rejects(1 - 1e-12) else _edge(rejects, 1 - 1e-12, estimate)
+    low = _edge(margin, k, n - k)
+    high = 1.0 - _edge(margin, n - k, k)
     return Interval(estimate, low, high, n)
 
 
-def _edge(rejects: Callable[[float], bool], outside: float, inside: float) -> float:
-    """Where the sequence's edge lies between a rejected p and the estimate (bisection: the
-    log likelihood ratio is convex in p, so there is one edge each side)."""
-    for _ in range(36):  # to 1e-11: far finer than any limit
-        middle = (outside + inside) / 2
-        if rejects(middle):
-            outside = middle
-        else:
-            inside = middle
-    return outside  # the rejected side: the interval errs wide
+def _edge(margin: float, here: float, there: float) -> float:
+    """The sequence's edge on one side: the p (low side; 1 - p for the high side, counts
+    swapped) nearest 0 where log M_n(p) - log(1/alpha) = margin - here ln p - there ln(1 - p)
+    is still >= 0, or 0 when even p -> 0 is plausible. In u = ln p that is convex and falls
+    towards the estimate, so Newton's steps from far out approach the edge without crossing
+    it: the answer is always on the rejected side, the interval errs wide."""
+    if here <= 0:
+        return 0.0
+    u = math.log(1e-12)
+
+    def excess(u: float) -> float:
+        return margin - here * u - (there * math.log1p(-math.exp(u)) if there > 0 else 0.0)
+
+    value = excess(u)
+    if value < 0:
+        return 0.0
+    for _ in range(100):
+        if value <= 1e-10:
+            break
+        slope = -here + (there * math.exp(u) / -math.expm1(u) if there > 0 else 0.0)
+        if slope >= 0:
+            break  # at the estimate (cannot happen for margin < 0, kept for safety)
+        u -= value / slope
+        value = excess(u)
+    return math.exp(u)
 
 
 def quantile_from_buckets(bounds: Sequence[float], counts: Sequence[float],

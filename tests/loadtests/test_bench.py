@@ -16,7 +16,7 @@ from tests.conftest import ROOT
 TITLES = ("1. onnxruntime called directly", "2. gateway vs reference app", "3. latency at a paced",
           "4. batching off vs on", "5. gateway memory", "6. routing", "7. drift monitor",
           "8. label feedback", "9. every feature", "10. drift detection",
-          "11. rollout controller", "11b. rollout controller", "12a. prediction capture",
+          "11. rollout controller", "11a. rollout controller", "11b. rollout controller", "12a. prediction capture",
           "12b. replay of 100,000")
 
 
@@ -32,7 +32,7 @@ def test_every_table_is_measured_and_returned() -> None:
                              "--path-requests", "400"])
     tables = bench.run(args, show=lambda table: None)
     assert [t.title.split(" ")[0] for t in tables] == [f"{n}." for n in range(1, 12)] + [
-        "11b.", "12a.", "12b."]
+        "11a.", "11b.", "12a.", "12b."]
     for table, title in zip(tables, TITLES, strict=True):
         assert table.title.startswith(title)
         assert table.rows and all(len(row) == len(table.header) for row in table.rows)
@@ -49,9 +49,12 @@ def test_every_table_is_measured_and_returned() -> None:
     detection = {row[0]: row[1:] for row in tables[9].rows}
     assert float(detection["a new category takes 2%"][0]) == 1.0  # flagged at 1,000 rows
     assert float(detection["no drift (false alarms per window)"][1]) <= 0.05
-    assert [row[1] for row in tables[10].rows] == ["rollback", "rollback", "pass", "pass"]
-    assert tables[11].rows[0][2] == "hold" and float(tables[11].rows[0][0]) > 0
-    capture, replay = tables[12], tables[13]
+    rollouts = {row[0]: row[1:] for row in tables[10].rows}
+    assert list(rollouts) == ["equal (A/A)", "at the errors limit", "at the latency limit",
+                              "at the accuracy limit", "at the shadow_agreement limit"]
+    assert all(float(row[-1][:-1]) >= 90 for row in tables[11].rows), tables[11].rows
+    assert tables[12].rows[0][2] == "hold" and float(tables[12].rows[0][0]) > 0
+    capture, replay = tables[13], tables[14]
     written = re.search(r"\(([\d,]+) records written, 0 dropped", capture.title)
     assert written and int(written[1].replace(",", "")) > 0, capture.title
     assert "agreement 100.00%" in replay.title and float(replay.rows[0][2][:-1]) > 0
