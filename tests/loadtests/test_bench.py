@@ -16,8 +16,8 @@ from tests.conftest import ROOT
 TITLES = ("1. onnxruntime called directly", "2. gateway vs reference app", "3. latency at a paced",
           "4. batching off vs on", "5. gateway memory", "6. routing", "7. drift monitor",
           "8. label feedback", "9. every feature", "10. drift detection",
-          "11. rollout controller", "11a. rollout controller", "11b. rollout controller", "12a. prediction capture",
-          "12b. replay of 100,000")
+          "11. rollout controller", "11a. rollout controller", "11b. rollout controller",
+          "12a. prediction capture", "12b. replay of 100,000")
 
 
 @pytest.fixture(autouse=True)
