@@ -79,7 +79,8 @@ class Gateway:
         self.tracing = Tracing(settings.tracing.service_name)
         self.drift = DriftService(settings.drift)
         self.shadow = ShadowRunner(_shadow_target(registry), metrics.count_shadow,
-                                   tracer=self.tracing.tracer, observe=self.drift.observe)
+                                   tracer=self.tracing.tracer, observe=self.drift.observe,
+                                   count_rows=metrics.count_shadow_rows)
         metrics.registry.register(self.drift.collector())
         self.feedback = FeedbackService(settings.drift.window_rows)
         metrics.registry.register(self.feedback.collector(self.drift.rule))

@@ -29,9 +29,11 @@ class GatewayProcess(Server):
     """A gateway subprocess; `request` speaks raw HTTP/1.1 to it."""
 
     def __init__(self, config: Path | None, log_dir: Path,
-                 env: dict[str, str] | None = None, wrap: list[str] | None = None) -> None:
-        """`wrap`: a command the gateway's is appended to (e.g. `unshare ...`)."""
-        port = free_port()
+                 env: dict[str, str] | None = None, wrap: list[str] | None = None,
+                 port: int | None = None) -> None:
+        """`wrap`: a command the gateway's is appended to (e.g. `unshare ...`); `port`: a
+        given port (a replica restarted where it was), else a free one."""
+        port = port or free_port()
         self.url = f"127.0.0.1:{port}"
         super().__init__(f"gateway-{port}", [
             *(wrap or []), sys.executable, "-m", "gateway", "serve",
