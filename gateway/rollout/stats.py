@@ -204,11 +204,13 @@ def share_above(bounds: Sequence[float], counts: Sequence[float], x: float,
     """The observations above time x. Between two bucket bounds a histogram says nothing, and
     the gateway's buckets are 2-2.5x apart, wider than the 1.5 ratio the latency gate judges, so
     a reading only from the bounds could never pass an equal canary: it is read as a lognormal
-    through the two bounds (exact for lognormal latency; for gamma, Weibull, log-logistic or a
-    1.5% slow mode a canary at p99 ratio 1.3 always reads below 1% and one at 1.7 above,
-    where straight lines read a true ratio 1.3 above the limit for a third of medians). Both
-    versions are read alike, so an equal canary never reads above 1%. Past the last finite
-    bound the +Inf bucket says nothing about where: `surely` counts none of it, else all of it."""
+    through the two bounds. Exact for lognormal latency; for gamma, Weibull, log-logistic or a
+    1.5% slow mode a canary at p99 ratio 1.3 always reads below 1% and one at 1.7 above, so
+    the gate's edge lies between 1.3 and 1.7 whatever the shape (straight lines, as
+    histogram_quantile reads, put a true ratio of 1.3 above 1% for a quarter to a third of
+    medians). Both versions are read alike, so an equal canary never reads above 1%. Past the
+    last finite bound the +Inf bucket says nothing about where: `surely` counts none of it,
+    else all of it."""
     if not counts or counts[-1] <= 0:
         return 0.0
     points = _survival(bounds, counts)
