@@ -16,6 +16,7 @@ from typing import Any
 
 from gateway.rollout.controller import Controller
 from gateway.rollout.evidence import Scrape, parse_metrics, query_prometheus
+from gateway.rollout.kubernetes import KubernetesApi, namespaced, replica_metrics_urls
 from gateway.rollout.store import ConfigMapStore, FileStore, PolicyStore
 from gateway.settings import Settings
 
@@ -29,6 +30,9 @@ def add_rollout_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--prometheus", metavar="URL",
                         help="a Prometheus server scraping every replica, asked for each "
                              "replica's series")
+    source.add_argument("--kubernetes-service", metavar="NAMESPACE/NAME",
+                        help="on Kubernetes: read /metrics of every ready pod behind this "
+                             "Service (its EndpointSlices, port 'http'), found anew each check")
     parser.add_argument("--check-s", type=float, default=10.0,
                         help="seconds between evaluations (default 10)")
     parser.add_argument("--once", action="store_true",
@@ -74,10 +78,22 @@ def run_rollout(args: argparse.Namespace, settings: Settings) -> int:
         except OSError as exc:
             return _refuse(f"--port {args.port}: {exc}")
     urls = args.metrics or [f"http://127.0.0.1:{settings.server.port}/metrics"]
+    service = None
+    if args.kubernetes_service:
+        try:
+            service = (KubernetesApi.in_cluster(),
+                       *namespaced(args.kubernetes_service, "--kubernetes-service"))
+        except (ValueError, OSError) as exc:
+            return _refuse(str(exc))
 
     def read() -> Scrape:
         if args.prometheus:
             return query_prometheus(args.prometheus)
+        if service is not None:
+            found = replica_metrics_urls(*service)
+            if not found:
+                raise OSError(f"service {args.kubernetes_service} has no ready pod")
+            return fetch_metrics(found)
         return fetch_metrics(urls)
 
     table = args.once and args.dry_run

@@ -63,16 +63,23 @@ def test_the_kustomizations_render_to_valid_resources() -> None:
     kinds = sorted(doc["kind"] for doc in rendered)
     assert kinds == ["ConfigMap", "ConfigMap", "Deployment", "Deployment",
                      "HorizontalPodAutoscaler", "PodDisruptionBudget", "Role", "RoleBinding",
-                     "Service", "ServiceAccount"]
+                     "Service", "Service", "ServiceAccount"]
     for doc in rendered:
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
         assert doc["metadata"]["labels"]["app.kubernetes.io/name"] == "gateway"
     names = {doc["metadata"]["name"] for doc in rendered if doc["kind"] == "ConfigMap"}
     assert names == {"gateway-routing", "gateway-config"}  # no hash suffix: edits are live
     operator = render(DEPLOY / "prometheus-operator")
-    monitor = next(doc for doc in operator if doc["kind"] == "ServiceMonitor")
-    assert monitor["spec"]["endpoints"][0] == {"port": "http", "path": "/metrics",
-                                               "interval": "15s"}
+    monitors = {doc["metadata"]["name"]: doc for doc in operator
+                if doc["kind"] == "ServiceMonitor"}
+    assert monitors["gateway"]["spec"]["endpoints"][0] == {"port": "http", "path": "/metrics",
+                                                           "interval": "15s"}
+    # The controller's own metrics are scraped, and it asks the Operator's Prometheus.
+    assert monitors["gateway-rollout"]["spec"]["endpoints"][0]["port"] == "metrics"
+    controller = next(doc for doc in operator if doc["kind"] == "Deployment"
+                      and doc["metadata"]["name"] == "gateway-rollout")
+    args = controller["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--prometheus" in args and "--kubernetes-service" not in args
 
 
 def container() -> dict[str, Any]:
@@ -159,9 +166,26 @@ def test_the_rollout_controller_may_patch_the_routing_configmap_and_nothing_else
     assert pod["serviceAccountName"] == "gateway-rollout"
     args = pod["containers"][0]["args"]
     assert args[0] == "rollout" and "$(NAMESPACE)/gateway-routing" in args
+    # Plain Kubernetes has no Prometheus it can name: it reads the gateway pods behind their
+    # Service itself (item 16 of issue 25: it pointed at the Operator's Prometheus).
+    service = manifest("Service")
+    name = service["metadata"]["name"]
+    assert args[args.index("--kubernetes-service") + 1] == f"$(NAMESPACE)/{name}"
+    assert [p["name"] for p in service["spec"]["ports"]] == ["http"]
     role = manifest("Role", "gateway-rollout")
     assert role["rules"] == [{"apiGroups": [""], "resources": ["configmaps"],
-                              "resourceNames": ["gateway-routing"], "verbs": ["get", "patch"]}]
+                              "resourceNames": ["gateway-routing"], "verbs": ["get", "patch"]},
+                             {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
+                              "verbs": ["list"]}]
+    # Its own /metrics has a Service that Prometheus scrapes (GatewayRolloutRolledBack).
+    own = manifest("Service", "gateway-rollout")
+    port = int(args[args.index("--port") + 1])
+    assert own["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert own["spec"]["ports"][0]["port"] == port
+    assert own["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    scrape = yaml.safe_load((ROOT / "config" / "prometheus" / "prometheus.yml").read_text())
+    assert any(f"127.0.0.1:{port}" in target for job in scrape["scrape_configs"]
+               for group in job["static_configs"] for target in group["targets"])
     binding = manifest("RoleBinding", "gateway-rollout")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "gateway-rollout"}]
     # The gateway's Service and disruption budget select the servers, never the controller.

@@ -300,3 +300,53 @@ def test_once_dry_run_before_the_first_step_shows_every_gate_and_each_version(
     version_rows = [line.split() for line in out.splitlines() if line.startswith("  1 ")]
     assert version_rows and version_rows[0][1] == "30", out  # baseline: its 30 requests
     assert (config.parent / "routing.yaml").read_bytes() == before
+
+
+def test_on_kubernetes_the_replicas_are_found_behind_the_service(
+        write_config: ConfigWriter, start: Start, tmp_path: Path) -> None:
+    """Item 16, the plain variant (no Prometheus Operator): `--kubernetes-service` reads every
+    ready pod's /metrics through the Service's EndpointSlices; a pod not ready is not read."""
+    import http.server
+
+    from tests.integration.test_rollout import ROUTING, FakeApiServer, _ApiHandler
+
+    config = write_config(routing=ROUTING)
+    replicas = [start(config), start(config)]
+    for server in replicas:
+        label(server, 1, 1000, 0.98)
+        label(server, 2, 1000, 0.80)
+    slices = {"items": [{
+        "addressType": "IPv4", "ports": [{"name": "http", "port": r.port}],
+        "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}]}
+        for r in replicas] + [{
+            "addressType": "IPv4", "ports": [{"name": "http", "port": free_port()}],
+            "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": False}}]}]}
+
+    class Handler(_ApiHandler):
+        def do_GET(self) -> None:
+            if self.path.startswith("/apis/discovery.k8s.io/v1/namespaces/ml/endpointslices?"):
+                assert "kubernetes.io%2Fservice-name%3Dgateway" in self.path
+                self._answer(200, slices)
+            else:
+                super().do_GET()
+
+    api = FakeApiServer(ROUTING, "token")
+    api.RequestHandlerClass = Handler  # type: ignore[assignment]
+    assert isinstance(api, http.server.ThreadingHTTPServer)
+    threading.Thread(target=api.serve_forever, daemon=True).start()
+    (tmp_path / "token").write_text("token")
+    env = {**os.environ, "GATEWAY_KUBERNETES_API": f"http://127.0.0.1:{api.server_address[1]}",
+           "GATEWAY_KUBERNETES_TOKEN": str(tmp_path / "token")}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "gateway", "rollout", "--config", str(config),
+             "--kubernetes-service", "ml/gateway", "--configmap", "ml/gateway-routing",
+             "--once"], capture_output=True, text=True, timeout=60, env=env)
+    finally:
+        api.shutdown()
+    assert done.returncode == 0, done.stderr
+    decision = json.loads(done.stdout.strip().splitlines()[-1])
+    assert decision["decision"] == "rollback"
+    gate = decision["gates"][0]
+    assert gate["n_baseline"] == gate["n_canary"] == 2000  # both ready replicas, added up
+    assert 'state: "rolled_back"' in api.text
