@@ -59,7 +59,7 @@ def with_decision(text: str, model: str, weights: dict[int, int],
         expected = yaml.safe_load(text)
     except (yaml.YAMLError, RecursionError) as exc:
         raise EditError(f"models.{model}: the routing file is not YAML the gateway reads "
-                        f"({exc}); fix the file") from None
+                        f"({_one_line(exc)}); fix the file") from None
     if root is None:
         raise EditError(f"models.{model}: the routing file is empty; restore it")
     models = _value(loader, root, "models", f"models.{model}: the file's top level")
@@ -74,7 +74,7 @@ def with_decision(text: str, model: str, weights: dict[int, int],
         for item in expected_entry["traffic"]:
             if item["version"] == version:
                 item["weight"] = weight
-    if status is not None and status_text is not None:
+    if status_text is not None and status is not None:
         edits.append(_status_edit(loader, text, entry, status_text, where))
         expected_entry["rollout_status"] = copy.deepcopy(status)
     new = text
@@ -84,8 +84,8 @@ def with_decision(text: str, model: str, weights: dict[int, int],
         readback = yaml.safe_load(new)
         same = _same(readback, expected)
     except (yaml.YAMLError, RecursionError) as exc:
-        raise EditError(f"{where}: the edited file would not read back ({exc}); the file is "
-                        f"left as it was: {_HOW}") from None
+        raise EditError(f"{where}: the edited file would not read back ({_one_line(exc)}); "
+                        f"the file is left as it was: {_HOW}") from None
     if not same:
         raise EditError(f"{where}: the edit would change more than the weights and "
                         f"rollout_status; the file is left as it was: {_HOW}")
@@ -126,6 +126,11 @@ class _Positions(yaml.SafeLoader):
         if self._ends:
             self._ends[-1] = max(self._ends[-1], outer)
         return node
+
+
+def _one_line(exc: BaseException) -> str:
+    """PyYAML's message with its marks, on one line (it goes into a JSON log line)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _index(mark: Any) -> int:
@@ -192,8 +197,9 @@ def _weight_edits(loader: _Positions, text: str, entry: MappingNode,
     edits, seen = [], set()
     for item in traffic.value:
         version_node = _value(loader, item, "version", f"{where}: a traffic entry")
-        version = loader.construct_object(version_node)
-        if version not in weights:
+        version = (loader.construct_object(version_node)
+                   if isinstance(version_node, ScalarNode) else None)
+        if not isinstance(version, int) or version not in weights:
             continue
         _not_shared(loader, item, where, f"the traffic entry of version {version}")
         weight = _value(loader, item, "weight", f"{where}: version {version}")
