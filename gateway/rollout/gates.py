@@ -143,7 +143,8 @@ def _successes(evidence: Evidence) -> float:
 def _latency(limit: float, gates: Gates, alpha: float, baseline: Evidence,
              canary: Evidence) -> GateResult:
     """The share of the canary's answers slower than `max_p99_ratio` x the baseline's p99, each
-    5xx counted as slow, against 1%. Read between the buckets (`stats.share_above`); where the
+    5xx counted as slow, against 1%, once both versions have `min_requests` (to pass, at least
+    the floor). Read between the buckets (`stats.share_above`); where the
     +Inf bucket leaves it open, failing counts only what is surely slower and passing counts
     everything that may be, so two versions both past the last bound wait, never pass."""
     answered = _successes(canary) + canary.errors
@@ -156,10 +157,10 @@ def _latency(limit: float, gates: Gates, alpha: float, baseline: Evidence,
     maybe = canary.errors + share_above(bounds, counts, limit * p99_low, surely=False)
     slow = proportion(surely, answered, alpha, center=SLOW_SHARE)
     maybe_slow = proportion(maybe, answered, alpha, center=SLOW_SHARE)
-    enough = min(baseline.requests, canary.requests) >= _needed(gates)
-    if slow.low > SLOW_SHARE:
+    fewest = min(baseline.requests, canary.requests)
+    if fewest >= gates.min_requests and slow.low > SLOW_SHARE:  # SPEC 9: with min_requests each
         verdict = FAIL
-    elif enough and maybe_slow.high < SLOW_SHARE:
+    elif fewest >= _needed(gates) and maybe_slow.high < SLOW_SHARE:
         verdict = PASS
     else:
         verdict = WAIT

@@ -99,6 +99,9 @@ def test_every_5xx_of_the_canary_counts_as_slow() -> None:
     """Fast successes and 3% of answers 504 (timed out): the canary's p99 is a timeout."""
     base = served(20_000, errors=2)
     assert verdicts(base, served(20_000, errors=600))[LATENCY] == FAIL
+    # Even a canary timing out on every request waits for min_requests (SPEC 9), then fails.
+    assert verdicts(base, served(150, errors=150))[LATENCY] == WAIT
+    assert verdicts(base, served(200, errors=200))[LATENCY] == FAIL
 
 
 def test_two_versions_both_past_the_last_bucket_wait_and_never_read_as_equal() -> None:
