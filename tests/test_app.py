@@ -107,3 +107,14 @@ def test_two_gateways_live_in_one_process(tmp_path: Path, write_config: ConfigWr
         for client in (a, b):
             assert (f'gateway_requests_total{{code="200",model="{MODEL}",route="split",'
                     f'version="2"}} 1.0') in client.get("/metrics").text
+
+
+def test_without_a_token_the_admin_endpoints_say_how_to_enable_them(
+        write_config: ConfigWriter) -> None:
+    app = create_app(load_settings(write_config()), admin_token="")
+    with TestClient(app) as client:
+        for method, path in (("GET", "/admin/routing"), ("POST", "/admin/reload")):
+            reply = client.request(method, path)
+            assert reply.status_code == 404
+            assert "set GATEWAY_ADMIN_TOKEN" in reply.json()["error"]
+        assert "/admin/reload" not in client.get("/openapi.json").json()["paths"]

@@ -20,8 +20,11 @@ def routes_of(admin_token: str | None, folder: Path) -> set[tuple[str, str]]:
     for route in app.routes:
         assert isinstance(route, Route)
         for method in route.methods or ():
-            if method != "HEAD" and route.path != "/v2/":  # /v2/ is /v2 with a slash
-                found.add((route.path, method))
+            if method == "HEAD" or route.path == "/v2/":  # /v2/ is /v2 with a slash
+                continue
+            if route.path.startswith("/admin/") and not admin_token:
+                continue  # off: answered 404 with how to enable them, not described
+            found.add((route.path, method))
     return found
 
 

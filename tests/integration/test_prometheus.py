@@ -75,6 +75,9 @@ def test_promtool_accepts_the_config_and_the_rules_and_their_unit_tests_pass() -
     assert "SUCCESS" in promtool("check", "config", "prometheus.yml")
     assert "SUCCESS" in promtool("check", "rules", "rules.yml")
     assert "SUCCESS" in promtool("test", "rules", "rules.test.yml")
+    # As the README types it, from the repository root (rule_files are read beside the test).
+    assert "SUCCESS" in promtool("test", "rules", "config/prometheus/rules.test.yml",
+                                 cwd=PROMETHEUS_DIR.parent.parent)
 
 
 @needs_prometheus
