@@ -19,6 +19,7 @@ minute by default) and apply it live, as they apply a person's `kubectl edit`.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import ssl
@@ -90,7 +91,6 @@ def replace_if_unchanged(path: Path, expected: str, text: str) -> bool:
         with os.fdopen(handle, "wb") as out:
             out.write(text.encode("utf-8"))
             out.flush()
-            os.fchmod(out.fileno(), stat.S_IMODE(before.st_mode))
             created = os.fstat(out.fileno())
             if (created.st_uid, created.st_gid) != (before.st_uid, before.st_gid):
                 try:
@@ -100,10 +100,18 @@ def replace_if_unchanged(path: Path, expected: str, text: str) -> bool:
                         f"{path}: cannot keep its owner {before.st_uid}:{before.st_gid} (the "
                         f"controller runs as {os.getuid()}); run it as the file's owner") \
                         from None
-            os.fsync(out.fileno())
+            os.fchmod(out.fileno(), stat.S_IMODE(before.st_mode))  # after chown, which clears
+            os.fsync(out.fileno())                                 # set-id bits
         if target.read_bytes() != wanted:
             return False
-        os.replace(temporary, target)
+        try:
+            os.replace(temporary, target)
+        except OSError as exc:
+            if exc.errno not in (errno.EBUSY, errno.EXDEV):
+                raise
+            raise OSError(exc.errno, f"{path}: cannot be replaced atomically ({exc.strerror}): "
+                          "it is a mount point of its own (a single-file bind mount or a "
+                          "subPath); mount its folder instead") from None
     finally:
         temporary.unlink(missing_ok=True)
     return True
