@@ -1,6 +1,6 @@
 """The OpenAPI 3.0 description of the gateway's endpoints, served at GET /openapi.json.
 
-Written by hand from SPEC sections 3 and 5 (KServe's rest_predict_v2.yaml is looser: no binary
+Written by hand from docs/endpoints.md (KServe's rest_predict_v2.yaml is looser: no binary
 extension, no 404/413/503/504): tests check that every route of the app is described and every
 described path exists, and a schemathesis run fuzzes the server from this document, checking
 that answers keep to the status codes, content types and schemas written here.
@@ -86,7 +86,7 @@ _DRIFT_REPORT = {
 def _infer(pinned: bool) -> dict[str, Any]:
     return {
         "summary": "Inference on that version, without routing" if pinned else
-                   "Routed inference (flags, weighted split, sticky key; SPEC section 4)",
+                   "Routed inference (flags, weighted split, sticky key; docs/routing.md)",
         "parameters": [_MODEL, *([_VERSION] if pinned else [])],
         "requestBody": {"required": True, "content": {
             "application/json": {"schema": _INFER_REQUEST},
@@ -112,7 +112,7 @@ def _get(summary: str, ok: dict[str, Any], *errors: int,
 
 _FEEDBACK = {
     "summary": "Ground-truth labels, each with the version and prediction it was served "
-               "(SPEC section 8); the batch is taken whole or not at all",
+               "(docs/endpoints.md, Feedback); the batch is taken whole or not at all",
     "parameters": [_MODEL],
     "requestBody": {"required": True, "content": {"application/json": {"schema": {
         "type": "object", "required": ["feedback"], "additionalProperties": False,
@@ -164,10 +164,11 @@ def openapi_document(admin: bool) -> dict[str, Any]:
                    "properties": {"versions": {"type": "array", "items": _DRIFT_REPORT}}},
                   "drift reports"), 404, parameters=(_MODEL,)),
         "/v2/models/{model}/versions/{version}/drift": _get(
-            "Drift report of a version (SPEC section 5)", _json(_DRIFT_REPORT, "drift report"),
+            "Drift report of a version (docs/endpoints.md, Drift reports)",
+            _json(_DRIFT_REPORT, "drift report"),
             404, 503, parameters=(_MODEL, _VERSION)),
         "/v2/models/{model}/feedback": {"post": _FEEDBACK},
-        "/metrics": {"get": {"summary": "Prometheus metrics (SPEC section 6)", "responses": {
+        "/metrics": {"get": {"summary": "Prometheus metrics (docs/metrics.md)", "responses": {
             "200": {"description": "Prometheus text format",
                     "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
         "/openapi.json": _get("This document", _json(_JSON_OBJECT, "OpenAPI 3.0")),
