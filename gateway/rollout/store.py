@@ -22,16 +22,14 @@ from __future__ import annotations
 import errno
 import json
 import os
-import ssl
 import stat
 import tempfile
 import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+from gateway.rollout.kubernetes import KubernetesApi, namespaced
 
 
 class PolicyStore(Protocol):
@@ -119,53 +117,27 @@ def replace_if_unchanged(path: Path, expected: str, text: str) -> bool:
 
 @dataclass
 class ConfigMapStore:
+    api: KubernetesApi
     namespace: str
     name: str
     key: str
     """The ConfigMap's data key holding the policy (the routing file's name)."""
-    api: str
-    token: str | None
-    context: ssl.SSLContext | None
 
     @classmethod
     def in_cluster(cls, reference: str, key: str) -> ConfigMapStore:
         """From `NAMESPACE/NAME` and what the pod (or the environment) provides."""
-        namespace, _, name = reference.partition("/")
-        if not namespace or not name or "/" in name:
-            raise ValueError(f"--configmap {reference!r}: expected NAMESPACE/NAME")
-        api = os.environ.get("GATEWAY_KUBERNETES_API")
-        context = None
-        if api is None:
-            host = os.environ.get("KUBERNETES_SERVICE_HOST")
-            port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
-            if not host:
-                raise ValueError("--configmap needs to run in a pod (KUBERNETES_SERVICE_HOST is "
-                                 "not set) or GATEWAY_KUBERNETES_API (e.g. kubectl proxy)")
-            api = f"https://{host}:{port}"
-            context = ssl.create_default_context(cafile=str(SERVICE_ACCOUNT / "ca.crt"))
-        token_file = Path(os.environ.get("GATEWAY_KUBERNETES_TOKEN",
-                                         str(SERVICE_ACCOUNT / "token")))
-        token = token_file.read_text().strip() if token_file.exists() else None
-        return cls(namespace, name, key, api.rstrip("/"), token, context)
-
-    @property
-    def _url(self) -> str:
-        return f"{self.api}/api/v1/namespaces/{self.namespace}/configmaps/{self.name}"
+        namespace, name = namespaced(reference, "--configmap")
+        return cls(KubernetesApi.in_cluster(), namespace, name, key)
 
     def _request(self, method: str, body: bytes | None = None,
                  content_type: str | None = None) -> dict[str, object]:
-        request = urllib.request.Request(self._url, data=body, method=method)
-        request.add_header("Accept", "application/json")
-        if self.token:
-            request.add_header("Authorization", f"Bearer {self.token}")
-        if content_type:
-            request.add_header("Content-Type", content_type)
-        with urllib.request.urlopen(request, timeout=10, context=self.context) as reply:
-            try:
-                return dict(json.load(reply))
-            except (ValueError, TypeError) as exc:
-                raise OSError(f"configmap {self.namespace}/{self.name}: the API answered "
-                              f"{method} with no JSON object ({exc})") from None
+        try:
+            return self.api.request(
+                method, f"/api/v1/namespaces/{self.namespace}/configmaps/{self.name}", body,
+                content_type)
+        except (ValueError, TypeError) as exc:
+            raise OSError(f"configmap {self.namespace}/{self.name}: the API answered "
+                          f"{method} with no JSON object ({exc})") from None
 
     def read(self) -> tuple[str, str]:
         doc = self._request("GET")

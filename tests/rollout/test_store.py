@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from gateway.rollout.kubernetes import KubernetesApi
 from gateway.rollout.store import ConfigMapStore, FileStore, replace_if_unchanged
 from gateway.rollout.writer import EditError, with_decision
 
@@ -231,8 +232,8 @@ def api() -> Iterator[_ApiServer]:
 
 def test_a_configmap_is_patched_at_the_version_read_and_returns_the_new_one(
         api: _ApiServer) -> None:
-    store = ConfigMapStore("serving", "routing", "routing.yaml",
-                           f"http://127.0.0.1:{api.server_address[1]}", "token", None)
+    store = ConfigMapStore(KubernetesApi(f"http://127.0.0.1:{api.server_address[1]}", "token",
+                                         None), "serving", "routing", "routing.yaml")
     text, token = store.read()
     assert (text, token) == (CRLF_BOM_NO_FINAL_NEWLINE.decode(), "41")
     new = with_decision(text, "breast-cancer", {1: 95, 2: 5}, STATUS)
