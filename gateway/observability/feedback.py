@@ -27,7 +27,12 @@ from prometheus_client.registry import Collector
 from gateway.observability.drift.histograms import Binner, Column, column_from_profile
 from gateway.observability.drift.stats import DriftRule, drift_statistics
 from gateway.observability.drift.window import SlidingWindow, ValueWindow
-from gateway.observability.metrics import FamilyTable, make_families
+from gateway.observability.metrics import (
+    FEEDBACK_CORRECT,
+    FEEDBACK_ROWS,
+    FamilyTable,
+    make_families,
+)
 from gateway.observability.reports import LabelsReport, PerformanceReport
 from gateway.protocol.feedback import FeedbackBatch, LabelSpace
 from gateway.runtime.repository import Repository
@@ -246,8 +251,8 @@ class _FeedbackCollector(Collector):
 
 _MV = ["model", "version"]
 _FAMILIES: FamilyTable = {
-    "rows": (CounterMetricFamily, "gateway_feedback_rows", "Labelled rows received.", _MV),
-    "correct": (CounterMetricFamily, "gateway_feedback_correct_rows",
+    "rows": (CounterMetricFamily, FEEDBACK_ROWS, "Labelled rows received.", _MV),
+    "correct": (CounterMetricFamily, FEEDBACK_CORRECT,
                 "Labelled rows whose prediction equals the label.", _MV),
     "accuracy": (GaugeMetricFamily, "gateway_live_accuracy",
                  "Accuracy over the version's last labelled rows.", _MV),

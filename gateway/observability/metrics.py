@@ -23,6 +23,16 @@ from prometheus_client.registry import Collector
 
 from gateway.batching.batcher import BatchObserver
 
+REQUESTS = "gateway_requests_total"
+REQUEST_DURATION = "gateway_request_duration_seconds"
+SHADOW_ROWS = "gateway_shadow_rows_total"
+FEEDBACK_ROWS = "gateway_feedback_rows_total"
+FEEDBACK_CORRECT = "gateway_feedback_correct_rows_total"
+PREDICTION_PSI = "gateway_prediction_drift_psi"
+DRIFT_ROWS = "gateway_drift_rows_total"
+"""Names the rollout controller reads (gateway.rollout.gates and .evidence): one spelling for
+the writer and the reader."""
+
 UNKNOWN_MODEL = "_unknown"
 NO_VERSION = "_none"
 LATENCY_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
@@ -64,10 +74,10 @@ class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.requests = Counter("gateway_requests_total", "Inference requests answered.",
+        self.requests = Counter(REQUESTS, "Inference requests answered.",
                                 ["model", "version", "route", "code"], registry=r)
         self.request_duration = Histogram(
-            "gateway_request_duration_seconds", "Time from request to answer.",
+            REQUEST_DURATION, "Time from request to answer.",
             ["model", "version", "route"], buckets=LATENCY_BUCKETS_S, registry=r)
         self.route_weight = Gauge("gateway_route_weight",
                                   "Share of unpinned traffic in the routing policy, percent.",
@@ -76,7 +86,7 @@ class GatewayMetrics:
             "gateway_shadow_requests_total", "Mirrored requests by outcome.",
             ["model", "version", "result"], registry=r)
         self.shadow_rows = Counter(
-            "gateway_shadow_rows_total",
+            SHADOW_ROWS,
             "Rows of mirrored requests by agreement with the primary (every output both versions "
             "have equal on the row: floats within 1e-3 absolute or relative, NaN equal to NaN); "
             "error: rows the shadow failed on.",

@@ -32,6 +32,15 @@ from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.observability.metrics import (
+    DRIFT_ROWS,
+    FEEDBACK_CORRECT,
+    FEEDBACK_ROWS,
+    PREDICTION_PSI,
+    REQUEST_DURATION,
+    REQUESTS,
+    SHADOW_ROWS,
+)
 from gateway.rollout.gates import Evidence
 
 Key = tuple[str, int]
@@ -40,13 +49,7 @@ Labels = tuple[tuple[str, str], ...]
 Series = tuple[str, str, Labels]
 """(source: a replica's /metrics URL or Prometheus' `instance`, sample name, sorted labels)."""
 
-REQUESTS = "gateway_requests_total"
-DURATION_BUCKETS = "gateway_request_duration_seconds_bucket"
-FEEDBACK_ROWS = "gateway_feedback_rows_total"
-FEEDBACK_CORRECT = "gateway_feedback_correct_rows_total"
-SHADOW_ROWS = "gateway_shadow_rows_total"
-DRIFT_ROWS = "gateway_drift_rows_total"
-PREDICTION_PSI = "gateway_prediction_drift_psi"
+DURATION_BUCKETS = f"{REQUEST_DURATION}_bucket"
 PROCESS_START = "process_start_time_seconds"
 COUNTERS = (REQUESTS, DURATION_BUCKETS, FEEDBACK_ROWS, FEEDBACK_CORRECT, SHADOW_ROWS, DRIFT_ROWS)
 GAUGES = (PREDICTION_PSI,)

@@ -19,6 +19,14 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from gateway.observability.metrics import (
+    FEEDBACK_CORRECT,
+    FEEDBACK_ROWS,
+    PREDICTION_PSI,
+    REQUEST_DURATION,
+    REQUESTS,
+    SHADOW_ROWS,
+)
 from gateway.rollout.stats import Interval, difference, proportion, share_above, tail_quantile
 from gateway.routing.rollout import Gates, RolloutPlan
 
@@ -26,12 +34,7 @@ PASS, FAIL, WAIT = "pass", "fail", "wait"
 ERRORS, LATENCY, ACCURACY, SHADOW, DRIFT = ("errors", "latency", "accuracy",
                                            "shadow_agreement", "prediction_drift")
 
-REQUESTS = "gateway_requests_total"
-DURATION = "gateway_request_duration_seconds"
-FEEDBACK_ROWS = "gateway_feedback_rows_total"
-FEEDBACK_CORRECT = "gateway_feedback_correct_rows_total"
-SHADOW_ROWS = "gateway_shadow_rows_total"
-PREDICTION_PSI = "gateway_prediction_drift_psi"
+DURATION = REQUEST_DURATION
 
 MIN_REQUESTS_FLOOR = 200
 """Requests per version the errors and latency gates need when `min_requests` is unset (0): a

@@ -14,7 +14,13 @@ from prometheus_client.registry import Collector
 
 from gateway.observability.drift.monitor import DriftMonitor
 from gateway.observability.drift.tracked import Tracked
-from gateway.observability.metrics import FamilyTable, ScrapeFamily, make_families
+from gateway.observability.metrics import (
+    DRIFT_ROWS,
+    PREDICTION_PSI,
+    FamilyTable,
+    ScrapeFamily,
+    make_families,
+)
 
 
 class DriftCollector(Collector):
@@ -70,7 +76,7 @@ _FAMILIES: FamilyTable = {
     "drifted": (GaugeMetricFamily, "gateway_drift_drifted",
                 "1 when a feature's window differs from its reference beyond chance at the "
                 "configured false-alarm rate (and the PSI floor, when set), else 0.", _FEATURE),
-    "prediction": (GaugeMetricFamily, "gateway_prediction_drift_psi",
+    "prediction": (GaugeMetricFamily, PREDICTION_PSI,
                    "PSI of a model output against its reference.",
                    ["model", "version", "output"]),
     "prediction_drifted": (GaugeMetricFamily, "gateway_prediction_drift_drifted",
@@ -83,7 +89,7 @@ _FAMILIES: FamilyTable = {
                   _VERSION),
     "dropped": (CounterMetricFamily, "gateway_drift_dropped_rows_total",
                 "Rows not monitored because the drift buffer was full.", _VERSION),
-    "rows": (CounterMetricFamily, "gateway_drift_rows",
+    "rows": (CounterMetricFamily, DRIFT_ROWS,
              "Rows taken into the drift window, as of the report the drift gauges show (a "
              "window of N rows holds only rows taken after this counter's value minus N).",
              _VERSION),
