@@ -23,7 +23,9 @@ Prints twelve tables:
 10. drift detection on labelled scenarios (shifts, variance and shape changes, categories moved
    or new, values gone missing) at windows of 1,000 and 5,000 rows: the share flagged, and the
    false alarms per window without drift;
-11. one evaluation of `gateway rollout`: 10 models from 3 replicas' /metrics, CPU ms.
+11. the rollout controller: whole rollouts simulated through the real gates (equal canaries and
+   canaries at each gate's limit: false rollbacks and promotions against alpha), 11a the
+   evidence each gate needs, 11b one evaluation of 10 models from 3 replicas' /metrics, CPU ms.
 12. prediction capture at 100% against off (req/s, alternating), and `gateway replay` of
    100,000 captured rows in-process against onnxruntime called directly on the same rows.
 
@@ -86,6 +88,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--path-requests", type=int, default=20_000,
                         help="requests per in-process round of table 9's path column")
     parser.add_argument("--skip-batching", action="store_true", help="skip table 4")
+    parser.add_argument("--rollouts", type=int, default=None,
+                        help="simulated rollouts per row of tables 11 and 11a (default 1,000)")
     args = parser.parse_args(argv)
     args.drive = run_wrk if shutil.which("wrk") else run_locust
     return args
