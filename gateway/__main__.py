@@ -1,6 +1,6 @@
 """Command line: `gateway serve` starts the server, `gateway check` validates config and models,
-`gateway rollout` moves canaries on evidence (SPEC 9), `gateway replay` tries a version on
-captured traffic (SPEC 10)."""
+`gateway rollout` moves canaries on evidence (docs/routing.md), `gateway replay` tries a version on
+captured traffic (README "Prediction capture and replay")."""
 
 from __future__ import annotations
 

@@ -4,7 +4,8 @@ A rollout only moves on evidence: routed requests for the error and latency gate
 accuracy gate. This command is both: it sends the held-out rows of a model (rows training never saw,
 shipped with their true labels beside the model folders) as unpinned requests from many sticky
 users, and posts each answer's true label back with the version and prediction the answer gave
-(SPEC 8), so live accuracy per version is measured on rows where the versions truly differ (on all
+(docs/endpoints.md), so live accuracy per version is measured on rows where the versions truly
+differ (on all
 569 rows of the breast-cancer data, which training saw, versions 1 and 2 are equally accurate).
 """
 

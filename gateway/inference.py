@@ -41,7 +41,7 @@ class Decision:
     model: str
     version: int
     route: str
-    """split, flag or pinned (SPEC 6)."""
+    """split, flag or pinned (docs/metrics.md)."""
     known: bool
     """The repository has this version (a pinned caller may name any number)."""
     policy: ModelPolicy | None
@@ -49,7 +49,7 @@ class Decision:
 
     @property
     def version_label(self) -> str:
-        """The version as a metric label: only versions of the repository (SPEC 6)."""
+        """The version as a metric label: only versions of the repository (docs/metrics.md)."""
         return str(self.version) if self.known else NO_VERSION
 
 

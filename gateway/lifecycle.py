@@ -2,7 +2,7 @@
 thread), unload when idle, stop. What is loaded lives in the registry (gateway.runtime.registry).
 
 Which versions: every version the routing policy names, and the highest version of every model the
-policy does not name (SPEC section 2; routing.policy.needed_versions). A version that fails
+policy does not name (docs/configuration.md; routing.policy.needed_versions). A version that fails
 (checksum mismatch, a file onnxruntime cannot load, a failed sample.json warm-up) is kept with its
 reason and answers 503; the others serve.
 """

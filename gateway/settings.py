@@ -70,7 +70,7 @@ class DriftModelSettings:
 @dataclass(frozen=True)
 class DriftSettings:
     enabled: bool = True
-    """Monitor served rows for drift (SPEC section 5)."""
+    """Monitor served rows for drift (README "Drift monitor")."""
     window_rows: int = 5000
     """Sliding window per model version, in rows."""
     false_alarm_rate: float = 0.01
@@ -96,7 +96,8 @@ class TracingSettings:
 @dataclass(frozen=True)
 class CaptureSettings:
     enabled: bool = False
-    """Keep every answered request (and feedback batch) as a JSON line (SPEC 10); off by
+    """Keep every answered request (and feedback batch) as a JSON line (README "Prediction capture
+    and replay"); off by
     default because the rows may be personal data."""
     path: Path = Path("../capture")
     """The folder capture files go to; relative to the config file."""
@@ -119,7 +120,7 @@ class LimitSettings:
     max_batch_rows: int = 8192
     """Largest first dimension of one request's inputs."""
     max_feedback_items: int = 10_000
-    """Most labels in one feedback request (SPEC section 8); more answer 400."""
+    """Most labels in one feedback request (docs/endpoints.md); more answer 400."""
     max_header_bytes: int = 64 * 1024
     """Largest request line and headers, in bytes; larger ones get 431 and the connection is
     closed (uvicorn with httptools sets no bound of its own)."""
@@ -132,9 +133,9 @@ class LimitSettings:
 @dataclass(frozen=True)
 class Settings:
     model_repository: Path = Path("models")
-    """The model repository (SPEC section 1)."""
+    """The model repository (README "Model repository")."""
     routing: Path = Path("routing.yaml")
-    """The live routing policy file (SPEC section 4)."""
+    """The live routing policy file (docs/routing.md)."""
     execution_provider: str = "auto"
     """cpu | cuda | auto (CUDA when onnxruntime offers it, else CPU)."""
     ort_threads: OrtThreadSettings = field(default_factory=OrtThreadSettings)
@@ -248,7 +249,8 @@ def absolute(path: Path) -> Path:
     A Kubernetes ConfigMap mounts `routing.yaml -> ..data/routing.yaml` and `..data ->
     ..<timestamp>`; at each update the kubelet makes a new timestamped folder, renames `..data`
     onto it and deletes the old one. Resolving the links at start-up would pin the gateway to a
-    folder about to vanish, so paths are kept as given (SPEC 4), as kubectl and most tools do.
+    folder about to vanish, so paths are kept as given (docs/routing.md), as kubectl and most tools
+    do.
     """
     return Path(os.path.abspath(path))
 

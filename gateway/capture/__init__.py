@@ -1,1 +1,2 @@
-"""Prediction capture (SPEC 10): every answered request and feedback batch as a JSON line."""
+"""Prediction capture (README "Prediction capture and replay"): every answered request and feedback
+batch as a JSON line."""

@@ -1,4 +1,5 @@
-"""Capture records (SPEC 10): what one JSON line holds, and the name of the file it goes to.
+"""Capture records (README "Prediction capture and replay"): what one JSON line holds, and the name
+of the file it goes to.
 
 Pure functions over what the request path handed over; the writer thread calls them, never the
 event loop. Every tensor is written as a V2 JSON tensor with flat `data`, whatever way it arrived

@@ -1,4 +1,5 @@
-"""Prediction capture (SPEC 10): keep what was answered, off the request path.
+"""Prediction capture (README "Prediction capture and replay"): keep what was answered, off the
+request path.
 
 The request path calls `infer` or `feedback`, which sample, check the bound and append what the
 request already holds (its decoded arrays, the results, the ids) to a deque: no encoding, no

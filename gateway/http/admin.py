@@ -1,4 +1,4 @@
-"""Admin endpoints: the effective routing policy and a forced reload (SPEC section 3).
+"""Admin endpoints: the effective routing policy and a forced reload (docs/endpoints.md).
 
 They work only when GATEWAY_ADMIN_TOKEN is set and need `Authorization: Bearer <token>`, compared
 in constant time. Without a token they answer 404, as unknown paths do, but say how to turn them

@@ -1,4 +1,4 @@
-"""The Open Inference Protocol endpoints (SPEC section 3): health, metadata, inference, metrics.
+"""The Open Inference Protocol endpoints (docs/endpoints.md): health, metadata, inference, metrics.
 
 Each endpoint is a thin shell. Inference: read and decode the body, let the inference pipeline
 (`gateway.inference`) decide the version and serve it, encode the answer, count and trace it.
@@ -116,7 +116,8 @@ class Endpoints:
         return json_response(doc)
 
     async def post_feedback(self, request: Request) -> Response:
-        """Ground-truth labels, each with the version and prediction it was served (SPEC 8)."""
+        """Ground-truth labels, each with the version and prediction it was served
+        (docs/endpoints.md)."""
         model = request.path_params["model"]
         self.registry.check_model(model)
         body = await read_body(request, self.limits.max_body_bytes)
@@ -143,7 +144,8 @@ class Endpoints:
         return json_response({"live": True})
 
     async def ready(self, request: Request) -> Response:
-        """503 while a routed model has no ready version with traffic (SPEC 3); other versions
+        """503 while a routed model has no ready version with traffic (docs/endpoints.md); other
+        versions
         that are not serving are named in the body either way."""
         problems = self.registry.problems()
         out = self.live_policy.out_of_service()

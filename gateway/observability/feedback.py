@@ -1,4 +1,4 @@
-"""Label feedback (SPEC section 8): label drift per model, live accuracy or MAE per version.
+"""Label feedback (docs/endpoints.md): label drift per model, live accuracy or MAE per version.
 
 Stateless by design: each label arrives with what the infer answer said (version, prediction),
 so any replica can take it, after any restart. Per model, the last `drift.window_rows` labels

@@ -1,6 +1,6 @@
 """Prometheus metrics of one gateway, in an explicit CollectorRegistry (never the global one).
 
-Names and labels are the contract of SPEC section 6. Label values stay bounded: `model` and
+Names and labels are the contract of docs/metrics.md. Label values stay bounded: `model` and
 `version` are names from the repository (`_unknown` for a model it does not have, `_none` for a
 request answered before a version was chosen), `route` one of split, flag, pinned.
 Children are bound once per label set and cached, so a request costs one dict lookup per metric.
@@ -159,7 +159,7 @@ class GatewayMetrics:
 
     def count_shadow_rows(self, model: str, version: int, result: str, n: int) -> None:
         """n rows of a shadow's mirrors under a result (agree, disagree, error): agreement is
-        judged per row (SPEC 9), which is what the rollout's shadow gate reads."""
+        judged per row (docs/routing.md), which is what the rollout's shadow gate reads."""
         self._shadow_row_children.get((model, str(version), result)).inc(n)
 
     def set_weights(self, weights: dict[str, dict[int, float]]) -> None:

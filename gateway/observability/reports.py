@@ -1,4 +1,5 @@
-"""The shapes of the drift and feedback reports (SPEC sections 5 and 8), as mypy sees them.
+"""The shapes of the drift and feedback reports (README "Drift monitor" and docs/endpoints.md), as
+mypy sees them.
 
 They travel from the monitors to the services, the metric collectors and the endpoints, which
 serialise them as they are: the keys are the JSON keys of `GET .../drift`.
@@ -35,7 +36,7 @@ class WindowReport(TypedDict):
 
 
 class PerformanceReport(TypedDict):
-    """A version's live performance over its last labelled rows (SPEC 8)."""
+    """A version's live performance over its last labelled rows (docs/endpoints.md)."""
 
     labelled_rows: int
     reference: float | None
@@ -55,7 +56,7 @@ class DriftReport(WindowReport):
 
 
 class LabelsReport(TypedDict):
-    """A model's label drift (SPEC 8)."""
+    """A model's label drift (docs/endpoints.md)."""
 
     window_rows: int
     psi: float | None

@@ -73,7 +73,7 @@ class ShadowVersion:
     run: Callable[[Tensors], Tensors]
     label: str | None
     """The output holding the predicted label (classifiers). Not what agreement is judged on
-    (every output both versions have is, SPEC 9); kept for the callers that name it."""
+    (every output both versions have is, docs/routing.md); kept for the callers that name it."""
     batchable: bool
     """Every input and output has a dynamic first dimension: mirrors may merge."""
 

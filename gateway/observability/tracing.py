@@ -1,4 +1,4 @@
-"""OpenTelemetry tracing (SPEC section 7), configured by the standard OTEL_* variables.
+"""OpenTelemetry tracing (README "Observability"), configured by the standard OTEL_* variables.
 
 Tracing is on when an OTLP endpoint is set (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or
 `OTEL_EXPORTER_OTLP_ENDPOINT`), unless `OTEL_SDK_DISABLED=true` or `OTEL_TRACES_EXPORTER=none`.

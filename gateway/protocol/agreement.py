@@ -1,4 +1,4 @@
-"""Agreement of two answers, row by row: the one definition (SPEC 9) that the shadow, the
+"""Agreement of two answers, row by row: the one definition (docs/routing.md) that the shadow, the
 rollout's shadow gate (through `gateway_shadow_rows_total`) and `gateway replay` all count by.
 
 Two answers agree on a row when every output both have is equal on that row: integers, booleans

@@ -1,4 +1,4 @@
-"""Decode a label feedback body (SPEC section 8) into arrays, validating the whole batch first.
+"""Decode a label feedback body (docs/endpoints.md) into arrays, validating the whole batch first.
 
     {"feedback": [{"label": 1, "version": 2, "prediction": 0, "id": "req-17"}, {"label": 0}]}
 

@@ -1,4 +1,5 @@
-"""A version's own `sample.json` (SPEC 1): a V2 request body it answers, used to warm it up.
+"""A version's own `sample.json` (README "Model repository"): a V2 request body it answers, used to
+warm it up.
 
 Decoded and checked exactly as a request would be, so a sample that the version would refuse is
 found at load, with the same message a caller would get.

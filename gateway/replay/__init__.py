@@ -1,1 +1,2 @@
-"""Replay a prediction capture on a model version (SPEC 10): `gateway replay`."""
+"""Replay a prediction capture on a model version (README "Prediction capture and replay"):
+`gateway replay`."""

@@ -1,9 +1,11 @@
-"""Read a capture folder (SPEC 10) for replay: one model's answered requests, in capture order,
+"""Read a capture folder (README "Prediction capture and replay") for replay: one model's answered
+requests, in capture order,
 and the labels its feedback lines give them.
 
 Files are read in name order (`capture-<model>-<UTC time>.jsonl[.gz]`, so by time within a
 model); a folder gathered from several replicas reads as one. What is read is the capture as it
-stood when replay started (SPEC 10): the files there then, and a file still being written only
+stood when replay started (README "Prediction capture and replay"): the files there then, and a
+file still being written only
 up to the size it had then (a line the writer was in the middle of is not in it). Otherwise a
 replay `--against` a gateway that captures into the same folder reads its own requests back as
 they are captured, and never ends. A file the capture closed meanwhile is read from its gzip,
@@ -14,7 +16,7 @@ flipped) is skipped and counted, as is a gzip stream that breaks off: the rest o
 still replays.
 
 Labels join requests by `id`: the feedback items sharing an `id` label that request's rows in
-order (SPEC 10), wherever in the folder they were written.
+order (README "Prediction capture and replay"), wherever in the folder they were written.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """`gateway replay`: send a capture's requests to a version and report, per served version, how
 often it agrees with what was served, how accurate both were on labelled rows, and how fast it
-answered (SPEC 10).
+answered (README "Prediction capture and replay").
 
 The report (`--json` prints it as is):
 
@@ -18,7 +18,8 @@ The report (`--json` prints it as is):
 
 `rows` are the rows replayed and compared (of `requests`); agreement is agreeing rows over every
 captured row of the model, so a row whose request failed or was redacted counts against it
-(SPEC 10): a replay where most requests failed, or all were redacted, does not read as agreeing.
+(README "Prediction capture and replay"): a replay where most requests failed, or all were
+redacted, does not read as agreeing.
 A row agrees by the one definition the shadow and the rollout use (gateway.protocol.agreement).
 
 Accuracy is for a label output of classes (integers, booleans or text); a float label output is a

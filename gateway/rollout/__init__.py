@@ -1,1 +1,1 @@
-"""The rollout controller (SPEC 9): statistics, decisions and the policy writer."""
+"""The rollout controller (docs/routing.md): statistics, decisions and the policy writer."""

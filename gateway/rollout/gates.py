@@ -1,4 +1,5 @@
-"""The rollout's gates, pure (SPEC 9): the evidence two versions gathered since a step began in,
+"""The rollout's gates, pure (docs/routing.md): the evidence two versions gathered since a step
+began in,
 a verdict per gate out: pass, fail or wait.
 
 The gates are one table, `GATES`: a row names the gate, the key of `Gates` that sets it, the
@@ -161,7 +162,7 @@ def _latency(limit: float, gates: Gates, alpha: float, baseline: Evidence,
     slow = proportion(surely, answered, alpha, center=SLOW_SHARE)
     maybe_slow = proportion(maybe, answered, alpha, center=SLOW_SHARE)
     fewest = min(baseline.requests, canary.requests)
-    if fewest >= gates.min_requests and slow.low > SLOW_SHARE:  # SPEC 9: with min_requests each
+    if fewest >= gates.min_requests and slow.low > SLOW_SHARE:  # with min_requests each
         verdict = FAIL
     elif fewest >= _needed(gates) and maybe_slow.high < SLOW_SHARE:
         verdict = PASS
@@ -222,7 +223,7 @@ GATES: tuple[Gate, ...] = (
     Gate(SHADOW, "min_shadow_agreement", (SHADOW_ROWS,), True, False, True, _shadow),
     Gate(DRIFT, "max_prediction_psi", (PREDICTION_PSI,), True, True, False, _drift),
 )
-"""Every gate, in SPEC order."""
+"""Every gate, in the order docs/routing.md lists them."""
 
 
 def _limit(gates: Gates, gate: Gate) -> float | None:

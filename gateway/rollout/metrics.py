@@ -1,4 +1,4 @@
-"""The rollout controller's own metrics (SPEC 9), served with `gateway rollout --port`."""
+"""The rollout controller's own metrics (docs/routing.md), served with `gateway rollout --port`."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
-"""Whole rollouts simulated through the real gates (SPEC 9), to show what `alpha` promises: an
+"""Whole rollouts simulated through the real gates (docs/routing.md), to show what `alpha`
+promises: an
 equal canary is falsely rolled back with chance at most alpha over every step and every look,
 and a canary exactly at a gate's limit is promoted with chance at most alpha.
 
-The decision rule is SPEC 9's, written out here so the simulation does not depend on the
+The decision rule is docs/routing.md's, written out here so the simulation does not depend on the
 controller's plumbing: look every `check_s`; any gate fails -> rolled back; every gate passes
 and the step has run `step_s` -> the next step, and passing the step before a step of 100 (or
 the last step) -> promoted at once; a step still undecided after `max_step_s` -> rolled back,
@@ -108,7 +109,8 @@ def _serve(tally: _Tally, version: Version, shares: np.ndarray, n: int, traffic:
 
 def simulate(plan: RolloutPlan, baseline: Version, canary: Version, traffic: Traffic,
              rng: np.random.Generator) -> Outcome:
-    """One rollout from its first step to promoted or rolled back, by SPEC 9's rule."""
+    """One rollout from its first step to promoted or rolled back, by the rule of
+    docs/routing.md."""
     judged = [i for i, weight in enumerate(plan.steps) if weight < 100]
     steps = ([-1] if plan.gates.min_shadow_agreement is not None else []) + judged
     shares_b, shares_c = baseline.bucket_shares(), canary.bucket_shares()

@@ -1,4 +1,5 @@
-"""The rollout controller's statistics, pure (SPEC 9): confidence sequences for one proportion and
+"""The rollout controller's statistics, pure (docs/routing.md): confidence sequences for one
+proportion and
 for the difference of two, and the tail of a Prometheus histogram read between its buckets.
 
 A controller that looks at the evidence every 10 seconds and stops at the first interval that

@@ -1,4 +1,5 @@
-"""Where the routing policy a rollout edits lives: a file, or a Kubernetes ConfigMap (SPEC 9).
+"""Where the routing policy a rollout edits lives: a file, or a Kubernetes ConfigMap
+(docs/routing.md).
 
 Either store reads the policy's text with a token of the version read, and writes a new text
 only if the policy is still at that version, so a person's edit in between wins. A write returns

@@ -1,4 +1,5 @@
-"""Writing a rollout's decision into the routing file's text (SPEC 9): only the model's weights
+"""Writing a rollout's decision into the routing file's text (docs/routing.md): only the model's
+weights
 and its `rollout_status` change; comments, key order, flow style, line endings, a byte order
 mark, a final newline or its absence, and every other byte stay.
 
@@ -35,8 +36,8 @@ _BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
 _STATUS_KEY = re.compile(r"[a-z_][a-z0-9_]*")
 _UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff\ufeff\ufffe\uffff]")
 """Characters JSON leaves as they are but YAML reads otherwise (not printable, line breaks)."""
-_HOW = ("write it in plain block style as in SPEC 9's example (or make this decision's edit "
-        "by hand); the controller holds until then")
+_HOW = ("write it in plain block style as in the example in docs/routing.md (or make this "
+        "decision's edit by hand); the controller holds until then")
 
 
 class EditError(ValueError):

@@ -1,4 +1,4 @@
-"""The routing policy in force, and its live reload (SPEC section 4).
+"""The routing policy in force, and its live reload (docs/routing.md).
 
 One `LivePolicy` per gateway holds the current Policy, an immutable snapshot: a request reads
 `live.policy` once and decides on that object, so it sees the old policy or the new, never a
@@ -8,7 +8,8 @@ unloaded when the last request holding them has its answer. An invalid policy (u
 YAML error, bad key, unknown model or version, weights not summing to 100, a newly needed version
 that fails to load) is rejected whole: the old policy keeps serving, the reason is logged,
 counted and shown by /admin/routing, and nothing it loaded stays. A rejected file is tried again
-when the model repository changes (SPEC 4: a ConfigMap edit and the model sync that brings its
+when the model repository changes (docs/routing.md: a ConfigMap edit and the model sync that brings
+its
 version do not land together); the once-a-second poll of the watcher compares the repository's
 fingerprint while a file stands rejected.
 """
@@ -53,7 +54,8 @@ class ReloadResult:
 
 
 class PolicyEvents(Protocol):
-    """What the live policy reports as it goes (the gateway's metrics, SPEC 6): routing tells
+    """What the live policy reports as it goes (the gateway's metrics, docs/metrics.md): routing
+    tells
     observability, and imports none of it."""
 
     def set_weights(self, weights: dict[str, dict[int, float]]) -> None: ...
@@ -102,7 +104,8 @@ class LivePolicy:
 
     def out_of_service(self) -> list[str]:
         """One line per model that cannot answer unpinned requests: none of its versions with
-        traffic weight > 0 is ready (SPEC 3). A model the policy does not name is served at its
+        traffic weight > 0 is ready (docs/endpoints.md). A model the policy does not name is served
+        at its
         highest version. A failed weight-0, flag or shadow version takes nothing out of service:
         on Kubernetes a canary failing at start-up would otherwise make every new pod unready."""
         lines = []

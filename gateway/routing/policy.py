@@ -65,7 +65,7 @@ class ModelPolicy:
     flags: tuple[Flag, ...]
     shadow: tuple[ShadowEntry, ...]
     rollout: RolloutPlan | None = None
-    """SPEC 9: validated here, read by `gateway rollout`, ignored by serving."""
+    """docs/routing.md: validated here, read by `gateway rollout`, ignored by serving."""
     rollout_status: RolloutStatus | None = None
 
     def versions(self) -> frozenset[int]:
@@ -222,7 +222,8 @@ def primary_version(policy: ModelPolicy) -> int:
 
 def default_version(policy: ModelPolicy | None, versions: Iterable[int]) -> int:
     """The version unversioned requests and metadata mean: the policy's primary, or the highest
-    version of a model the policy does not name (SPEC 2: it is served at its highest)."""
+    version of a model the policy does not name (docs/configuration.md: it is served at its
+    highest)."""
     return primary_version(policy) if policy is not None else max(versions)
 
 

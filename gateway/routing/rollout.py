@@ -1,4 +1,4 @@
-"""A model's rollout block in the routing policy (SPEC 9): its types and its validation.
+"""A model's rollout block in the routing policy (docs/routing.md): its types and its validation.
 
 The gateway validates the block like every other key of the policy (a bad block rejects the
 whole edit) and otherwise ignores it: serving never depends on the rollout controller, which

@@ -1,7 +1,8 @@
 """Scan a model repository: `<root>/<model>/<version>/{model.onnx, manifest.yaml, reference.json,
 sample.json}`.
 
-Names come from the filesystem and are served as given when SPEC 1 allows them (at most 128
+Names come from the filesystem and are served as given when README "Model repository" allows them
+(at most 128
 characters, no leading `.`, no `/`, `%` or control character; clients URL-quote the rest). A
 version is a folder named by ASCII digits without a leading zero. Requests only look names up in
 the resulting table, so nothing a client sends ever becomes a path. A folder that is neither a
@@ -94,7 +95,7 @@ def scan_version(model: str, version: int, path: Path) -> VersionEntry:
 
 
 def model_name_problem(name: str) -> str | None:
-    """Why `name` cannot be a model name (SPEC 1), or None when it can."""
+    """Why `name` cannot be a model name (README "Model repository"), or None when it can."""
     if len(name) > MAX_MODEL_NAME:
         return f"a model name has at most {MAX_MODEL_NAME} characters"
     if name.startswith("."):

@@ -1,5 +1,5 @@
 """Load one model version into an onnxruntime session: verify its checksum, read its signature
-from the ONNX graph; and warm it up before it takes traffic (SPEC 1).
+from the ONNX graph; and warm it up before it takes traffic (README "Model repository").
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Drift monitor: reference profiles, sliding windows of histograms, PSI / JS / KS, and the
-calibrated `drifted` flag (SPEC 5; the rule is `DriftRule`).
+calibrated `drifted` flag (README "Drift monitor"; the rule is `DriftRule`).
 
 Usable without a server:
 

@@ -1,5 +1,6 @@
 """The drift gauges of /metrics, computed at scrape time from the reports the drift service last
-made (SPEC 6): per feature PSI, JS, KS, NaN and unseen ratios and the drifted flag, per output
+made (docs/metrics.md): per feature PSI, JS, KS, NaN and unseen ratios and the drifted flag, per
+output
 PSI and its flag, the window's rows and bin
 counts (for fleet-wide drift), and the drops and failed folds."""
 
