@@ -21,6 +21,7 @@ from __future__ import annotations
 import http.client
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -128,10 +129,10 @@ def environment(clone: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def exported() -> dict[str, str]:
+def exported(clone: Path) -> dict[str, str]:
     """Every `export` of the README: the gateway's environment too ("before make serve")."""
     variables: dict[str, str] = {}
-    for _, command, step in readme_commands((ROOT / "README.md").read_text()):
+    for _, command, step in readme_commands((clone / "README.md").read_text()):
         if command is not None and step.action == "export":
             variables.update(assignments(command))
     return variables
@@ -181,12 +182,26 @@ def faults(name: str, done: subprocess.CompletedProcess[str]) -> str | None:
     return None
 
 
+Background = list[tuple[str, "subprocess.Popen[str]", Path]]
+
+
+@pytest.fixture
+def background() -> Iterator[Background]:
+    """Commands running beside the others (a short demo); any left when the test ends (it
+    failed first) are stopped with their children (make's `gateway demo`)."""
+    started: Background = []
+    yield started
+    for _, process, _ in started:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=30)
+
+
 def test_every_readme_command_runs_as_printed(
         clone: Path, environment: dict[str, str], gateway: subprocess.Popen[bytes],
-        tmp_path: Path) -> None:
+        background: Background, tmp_path: Path) -> None:
     readme = (clone / "README.md").read_text()
     env, failed, ran, skipped = dict(environment), [], [], []
-    background: list[tuple[str, subprocess.Popen[str]]] = []
     for block, command, step in readme_commands(readme):
         name = f"{where(block, command)}: {command.text if command else block.lang + ' block'}"
         if step.action == "export" and command is not None:
@@ -200,10 +215,12 @@ def test_every_readme_command_runs_as_printed(
             continue
         assert step.action == "run", f"{name}: {step.reason} (tests/test_readme.py fails too)"
         argv = run_as(block, command, clone)
-        if step.kind == "background":
-            background.append((name, subprocess.Popen(
-                argv, cwd=clone, env=env, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, text=True)))
+        if step.kind == "background":  # its output into a file: a pipe unread could fill
+            output = tmp_path / f"background-{len(background)}.out"
+            with output.open("w") as sink:
+                background.append((name, subprocess.Popen(
+                    argv, cwd=clone, env=env, stdout=sink, stderr=subprocess.STDOUT,
+                    text=True, start_new_session=True), output))
             continue
         done = subprocess.run(argv, cwd=clone, env=env, capture_output=True,
                               text=True, timeout=COMMAND_TIMEOUT_S)
@@ -211,11 +228,12 @@ def test_every_readme_command_runs_as_printed(
         fault = faults(name, done)
         if fault:
             failed.append(fault)
-    for name, process in background:
-        stdout, stderr = process.communicate(timeout=COMMAND_TIMEOUT_S)
-        ran.append(f"{name}\n    -> {printed(stdout + stderr)}")
+    for name, process, output in background:
+        process.wait(timeout=COMMAND_TIMEOUT_S)
+        stdout = output.read_text(errors="replace")
+        ran.append(f"{name}\n    -> {printed(stdout)}")
         fault = faults(name, subprocess.CompletedProcess(process.args, process.returncode,
-                                                         stdout, stderr))
+                                                         stdout, ""))
         if fault:
             failed.append(fault)
     print("ran:\n  " + "\n  ".join(ran) + "\nskipped:\n  " + "\n  ".join(skipped))
