@@ -121,7 +121,7 @@ def soak(args: argparse.Namespace, seconds: int, port: int, gateway: subprocess.
         cwd=ROOT, capture_output=True, text=True, timeout=seconds + 120)
     stop.set()
     editor.join()
-    time.sleep(2)  # the SPEC's 2 s for the last edit to apply
+    time.sleep(2)  # the promised 2 s for the last edit to apply (docs/routing.md)
     rss["end"] = rss_mib(gateway.pid)
     rss.setdefault("after warm-up", rss["end"])
     with (work / "locust" / "run_stats.csv").open() as stats:

@@ -178,9 +178,10 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def numeric_profile(name: str, values: np.ndarray, rounded: bool = False) -> dict[str, Any]:
-    """Ten bins at the reference deciles; NaN counted apart (SPEC section 1). `rounded`: the
-    values come out of a model's float arithmetic, so their edges are rounded as parameters are
-    (the features' edges are quantiles of exact float32 data and need no rounding)."""
+    """Ten bins at the reference deciles; NaN counted apart (README "Model repository").
+    `rounded`: the values come out of a model's float arithmetic, so their edges are rounded as
+    parameters are (the features' edges are quantiles of exact float32 data and need no
+    rounding)."""
     finite = values[~np.isnan(values)]
     edges = np.quantile(finite, np.linspace(0, 1, BINS + 1)[1:-1])
     if rounded:
@@ -276,8 +277,8 @@ def build_version(spec: VersionSpec, out_dir: Path, script_hash: str) -> None:
     }
     (version_dir / "reference.json").write_text(json.dumps(reference, indent=1) + "\n")
 
-    # SPEC 1: the gateway warms the version up with this request before it takes traffic (a
-    # failure there fails the version); two held-out rows, as a V2 request body.
+    # README "Model repository": the gateway warms the version up with this request before it
+    # takes traffic (a failure there fails the version); two held-out rows, as a V2 request body.
     rows = x_test[:SAMPLE_ROWS]
     sample = {"id": f"{MODEL_NAME}-{spec.version}-sample",
               "inputs": [{"name": "input", "shape": list(rows.shape), "datatype": "FP32",
