@@ -126,6 +126,16 @@ def write_gateway_config(config_dir: Path, repository: Path, routing: Any = None
     return config_dir / "gateway.yaml"
 
 
+SERVING_VERSION_2 = {"models": {MODEL: {"traffic": [{"version": 2, "weight": 100}]}}}
+"""What the tables measure: version 2 (the model the reference app and onnxruntime's own table
+run) at 100%, never the user's config/ (the README's walk-throughs edit it)."""
+
+
+def bench_config(work_dir: Path, name: str, **settings: Any) -> Path:
+    """A gateway config of the tables: the shipped repository, version 2 at 100%."""
+    return write_gateway_config(work_dir / name, ROOT / "models", SERVING_VERSION_2, **settings)
+
+
 def start_gateway(name: str, config: Path, work_dir: Path,
                   env: dict[str, str] | None = None) -> Server:
     port = free_port()

@@ -11,8 +11,8 @@ from loadtests.harness import (
     Context,
     Table,
     alternate,
+    bench_config,
     start_gateway,
-    write_gateway_config,
 )
 
 
@@ -69,9 +69,7 @@ def run(ctx: Context) -> list[Table]:
     report_us = time_call(monitor.report, repeats=200) * 1e6
     servers = []
     for label, enabled in (("off", False), ("on", True)):
-        config = write_gateway_config(work_dir / f"drift-{label}", ROOT / "models",
-                                      (ROOT / "config" / "routing.yaml").read_text(),
-                                      drift={"enabled": enabled})
+        config = bench_config(work_dir, f"drift-{label}", drift={"enabled": enabled})
         servers.append((label, start_gateway(f"gateway-drift-{label}", config, work_dir)))
     try:
         measured = alternate(servers, lambda server: args.drive(

@@ -15,6 +15,7 @@ from loadtests.harness import (
     ROOT,
     Context,
     Table,
+    bench_config,
     start_gateway,
 )
 
@@ -48,7 +49,7 @@ def run(ctx: Context) -> list[Table]:
         total = parse_s + fold_s
         rows_table.append([f"{items:,}", f"{parse_s * 1e6:,.1f}", f"{fold_s * 1e6:,.1f}",
                            f"{items / total:,.0f}"])
-    gateway = start_gateway("gateway-feedback", ROOT / "config" / "gateway.yaml", work_dir)
+    gateway = start_gateway("gateway-feedback", bench_config(work_dir, "feedback"), work_dir)
     feedback_body = orjson.dumps({"feedback": [
         {"label": int(y), "version": 2, "prediction": int(y)} for y in rng.integers(0, 2, 100)]})
     posted = [0]

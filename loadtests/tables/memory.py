@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from loadtests.harness import (
     MODEL,
-    ROOT,
     Context,
     Table,
+    bench_config,
     start_gateway,
 )
 
@@ -14,7 +14,7 @@ from loadtests.harness import (
 def run(ctx: Context) -> list[Table]:
     args, loads, work_dir = ctx.args, ctx.loads, ctx.work_dir
     tables: list[Table] = []
-    gateway = start_gateway("gateway-memory", ROOT / "config" / "gateway.yaml", work_dir)
+    gateway = start_gateway("gateway-memory", bench_config(work_dir, "memory"), work_dir)
     try:
         warm = args.drive(gateway, f"/v2/models/{MODEL}/infer", loads[0], 8, 2, work_dir)
         before = gateway.rss_mib()

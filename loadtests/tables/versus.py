@@ -12,6 +12,7 @@ from loadtests.harness import (
     Context,
     Server,
     Table,
+    bench_config,
     free_port,
     start_gateway,
 )
@@ -20,7 +21,7 @@ from loadtests.harness import (
 def run(ctx: Context) -> list[Table]:
     args, loads, work_dir = ctx.args, ctx.loads, ctx.work_dir
     tables: list[Table] = []
-    gateway = start_gateway("gateway", ROOT / "config" / "gateway.yaml", work_dir)
+    gateway = start_gateway("gateway", bench_config(work_dir, "versus"), work_dir)
     reference = Server("reference", [sys.executable, str(ROOT / "loadtests" / "reference_app.py"),
                                      "--model", str(MODEL_FILE), "--port",
                                      str(reference_port := free_port())], reference_port, work_dir)
