@@ -10,6 +10,7 @@ import logging
 import time
 from typing import Any
 
+import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
@@ -32,6 +33,7 @@ from gateway.protocol.request import InferRequest, decode_request
 from gateway.protocol.response import encode_response
 from gateway.routing.decide import PINNED, SPLIT
 from gateway.routing.live import LivePolicy
+from gateway.runtime.index import repository_index
 from gateway.runtime.registry import Deployment, Registry
 from gateway.settings import LimitSettings
 from gateway.tensors import Tensors
@@ -75,6 +77,7 @@ class Endpoints:
             Route("/v2/models/{model}/versions/{version}/drift", self.version_drift,
                   methods=["GET"]),
             Route("/v2/models/{model}/feedback", self.post_feedback, methods=["POST"]),
+            Route("/v2/repository/index", self.repository_index, methods=["POST"]),
             Route("/metrics", self.metrics_text, methods=["GET"]),
         ]
 
@@ -135,6 +138,23 @@ class Endpoints:
             logger.debug("feedback for model '%s': %d rows, ids %s", model, batch.rows,
                          ", ".join(batch.ids[:20]))
         return json_response({"accepted": batch.rows})
+
+    async def repository_index(self, request: Request) -> Response:
+        """Every version of the repository and its state; `{"ready": true}` keeps the READY
+        ones (Triton's repository extension, docs/endpoints.md)."""
+        body = await read_body(request, self.limits.max_body_bytes)
+        ready_only = False
+        if body.strip():
+            try:
+                doc = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                raise BadRequest(f"request body is not valid JSON: {exc}") from None
+            if not isinstance(doc, dict) or not isinstance(doc.get("ready", False), bool):
+                raise BadRequest('the body is optional; when sent it is {"ready": true} or '
+                                 '{"ready": false}')
+            ready_only = doc.get("ready", False)
+        return json_response([row.to_json()
+                              for row in repository_index(self.registry, ready_only)])
 
     async def metrics_text(self, request: Request) -> Response:
         return Response(generate_latest(self.metrics.registry),

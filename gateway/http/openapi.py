@@ -126,6 +126,20 @@ _FEEDBACK = {
                   **_errors(400, 404, 413)}}
 
 
+_INDEX = {
+    "summary": "Every model and version of the repository with its state (Triton's read-only "
+               "repository extension); {\"ready\": true} keeps the READY ones",
+    "parameters": [],
+    "requestBody": {"required": False, "content": {"application/json": {"schema": {
+        "type": "object", "properties": {"ready": {"type": "boolean"}}}}}},
+    "responses": {"200": _json({"type": "array", "items": {
+        "type": "object", "required": ["name", "version", "state", "reason"],
+        "properties": {"name": {"type": "string"}, "version": {"type": "string"},
+                       "state": {"type": "string", "enum": ["READY", "UNAVAILABLE", "LOADING"]},
+                       "reason": {"type": "string"}}}}, "the repository's versions"),
+                  **_errors(400, 413)}}
+
+
 def _admin_paths() -> dict[str, Any]:
     secured: dict[str, Any] = {"security": [{"bearer": []}]}
     state = _json({"type": "object",
@@ -168,6 +182,7 @@ def openapi_document(admin: bool) -> dict[str, Any]:
             _json(_DRIFT_REPORT, "drift report"),
             404, 503, parameters=(_MODEL, _VERSION)),
         "/v2/models/{model}/feedback": {"post": _FEEDBACK},
+        "/v2/repository/index": {"post": _INDEX},
         "/metrics": {"get": {"summary": "Prometheus metrics (docs/metrics.md)", "responses": {
             "200": {"description": "Prometheus text format",
                     "content": {"text/plain": {"schema": {"type": "string"}}}}}}},

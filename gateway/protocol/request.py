@@ -28,7 +28,7 @@ MAX_RANK = 32
 class RequestedOutput:
     name: str
     binary: bool | None
-    """Its `binary_data` parameter; None: the request's `binary_data_output` decides."""
+    """Its `binary_data` parameter; None (absent) answers the output as JSON, as Triton does."""
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class InferRequest:
     outputs: tuple[RequestedOutput, ...] | None
     """The outputs asked for, or None for all of them."""
     binary_outputs: bool
-    """Default for outputs without their own `binary_data` parameter."""
+    """`binary_data_output`: every output binary, when the request lists no outputs."""
 
     @property
     def timeout_us(self) -> int | None:

@@ -1,7 +1,9 @@
 """Encode a V2 inference response as JSON, or JSON plus binary tensor data.
 
-An output goes binary when its request asked so (`binary_data`), else when the request's
-`binary_data_output` parameter says so; binary outputs are appended after the JSON header in the
+Triton's output rule (its `http_server.cc`, README "Endpoints"): an output the request lists is
+binary only when its own `binary_data` parameter is true, whatever `binary_data_output` says; the
+request's `binary_data_output` (default false) decides only when the request lists no outputs, and
+then for every output. Binary outputs are appended after the JSON header in the
 order of the header's `outputs` list, and the header's length travels in the
 `Inference-Header-Content-Length` response header.
 """
@@ -47,7 +49,7 @@ def encode_response(model_name: str, model_version: str, request_id: str | None,
     if requested is None:
         wanted = [(name, binary_default) for name in results]
     else:
-        wanted = [(o.name, binary_default if o.binary is None else o.binary) for o in requested]
+        wanted = [(o.name, o.binary is True) for o in requested]
     outputs: list[dict[str, Any]] = []
     chunks: list[bytes | memoryview] = []
     for name, binary in wanted:

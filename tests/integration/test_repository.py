@@ -168,21 +168,27 @@ def test_a_broken_canary_with_weight_keeps_the_replica_ready(
         assert reply.status == 200 and reply.headers["x-model-version"] == "1"
 
 
-def test_an_output_without_binary_data_follows_the_request_default(
+def test_a_listed_output_is_binary_only_by_its_own_binary_data(
         write_config: ConfigWriter, start: Start) -> None:
-    """Triton's rule (qa/L0_http): an output's own binary_data decides for it; one without
-    follows `binary_data_output`, default false, whatever the other outputs asked."""
+    """Triton's rule (http_server.cc, qa/L0_http): an output the request lists is binary only
+    when its own binary_data is true, whatever `binary_data_output` says; `binary_data_output`
+    (default false) decides only when no output is listed, and then for all of them."""
     server = start(write_config())
     path = f"/v2/models/{MODEL}/infer"
     cases = [({}, {"label": True, "probabilities": None}, {"label"}),
              ({}, {"label": None, "probabilities": None}, set()),
-             ({"binary_data_output": True}, {"label": False, "probabilities": None},
+             ({"binary_data_output": True}, {"label": False, "probabilities": None}, set()),
+             ({"binary_data_output": True}, {"label": None, "probabilities": None}, set()),
+             ({"binary_data_output": True}, {"label": None, "probabilities": True},
               {"probabilities"}),
-             ({"binary_data_output": True}, {"label": None, "probabilities": None},
-              {"label", "probabilities"})]
+             ({"binary_data_output": False}, {"label": True, "probabilities": True},
+              {"label", "probabilities"}),
+             ({"binary_data_output": True}, {}, {"label", "probabilities"}),
+             ({"binary_data_output": False}, {}, set()),
+             ({}, {}, set())]
     for parameters, asked, binary in cases:
         outputs = [{"name": name, **({"parameters": {"binary_data": b}} if b is not None else {})}
-                   for name, b in asked.items()]
+                   for name, b in asked.items()] or None
         reply = server.request("POST", path, infer_body(sample_rows(2), outputs=outputs,
                                                         parameters=parameters))
         assert reply.status == 200, reply.body

@@ -122,3 +122,33 @@ def test_client_sees_v2_errors(client: httpclient.InferenceServerClient) -> None
         client.infer(MODEL, [tensor])
     with pytest.raises(InferenceServerException, match="unknown model"):
         client.infer("no-such-model", [tensor])
+
+
+def test_each_listed_output_follows_its_own_binary_data(
+        client: httpclient.InferenceServerClient) -> None:
+    """tritonclient's shapes of Triton's output rule: listed outputs carry their own binary_data,
+    so one output can come back as JSON and the other binary in one answer."""
+    rows = sample_rows(2)
+    tensor = httpclient.InferInput("input", list(rows.shape), "FP32")
+    tensor.set_data_from_numpy(rows)
+    outputs = [httpclient.InferRequestedOutput("label", binary_data=False),
+               httpclient.InferRequestedOutput("probabilities", binary_data=True)]
+    result = client.infer(MODEL, [tensor], outputs=outputs)
+    by_name = {o["name"]: o for o in result.get_response()["outputs"]}
+    assert "data" in by_name["label"] and "binary_data_size" not in by_name["label"].get(
+        "parameters", {})
+    assert "binary_data_size" in by_name["probabilities"]["parameters"]
+    np.testing.assert_array_equal(result.as_numpy("label"), direct(1, rows)["label"])
+
+
+def test_repository_index_lists_every_version_with_its_state(
+        client: httpclient.InferenceServerClient) -> None:
+    """Triton's read-only repository extension: the shipped repository's versions, each READY
+    (loaded by the policy) or UNAVAILABLE with the reason."""
+    index = client.get_model_repository_index()
+    rows = {(row["name"], row["version"]): row for row in index}
+    assert rows[(MODEL, "1")] == {"name": MODEL, "version": "1", "state": "READY", "reason": ""}
+    assert rows[(MODEL, "2")]["state"] == "READY"
+    assert all(set(row) == {"name", "version", "state", "reason"} for row in index)
+    assert all(row["state"] in {"READY", "UNAVAILABLE", "LOADING"} for row in index)
+    assert all(row["reason"] for row in index if row["state"] != "READY")
