@@ -58,7 +58,8 @@ def port_free(port: int) -> bool:
 
 def link_venv(clone: Path) -> None:
     """`clone/.venv` as `make serve` leaves it, made of links to the running environment, with
-    its install stamps newer than the clone's pyproject.toml and constraints.txt."""
+    its install stamps newer than the clone's pyproject.toml and constraints.txt, so make
+    plans no install."""
     venv, prefix = clone / ".venv", Path(sys.prefix)
     if prefix == Path(sys.base_prefix) or not (prefix / "bin" / "gateway").exists():
         pytest.skip("the tests do not run in a virtual environment with `gateway` installed "
@@ -67,10 +68,11 @@ def link_venv(clone: Path) -> None:
     for name in ("bin", "lib", "lib64", "include", "pyvenv.cfg"):
         if (prefix / name).exists():
             (venv / name).symlink_to(prefix / name)
-    newest = max((clone / name).stat().st_mtime for name in ("pyproject.toml", "constraints.txt"))
+    an_hour_ago = time.time() - 3600  # the install's inputs older than its stamps, as after
+    for name in ("pyproject.toml", "constraints.txt"):  # make serve (none in the future: make
+        os.utime(clone / name, (an_hour_ago, an_hour_ago))  # warns of clock skew)
     for stamp in (".serve", ".test"):
         (venv / stamp).touch()
-        os.utime(venv / stamp, (newest + 1, newest + 1))
     planned = subprocess.run(["make", "-n", "check", "demo", "rollout", "replay"], cwd=clone,
                              capture_output=True, text=True, timeout=60)
     assert "pip" not in planned.stdout, "make would reinstall the environment:\n" + planned.stdout
@@ -168,8 +170,10 @@ def gateway(clone: Path, environment: dict[str, str], exported: dict[str, str],
 
 
 def printed(output: str) -> str:
-    """What a command printed first and last, cut short: shown for each command that ran."""
-    lines = output.strip().splitlines() or ["(nothing)"]
+    """What a command printed first and last (make's echo of its recipe left out), cut short:
+    shown for each command that ran."""
+    lines = [line for line in output.strip().splitlines()
+             if not line.startswith((".venv/bin/", "\t"))] or ["(nothing)"]
     return lines[0][:120] + (f" ... {lines[-1][:120]}" if len(lines) > 1 else "")
 
 
@@ -224,7 +228,7 @@ def test_every_readme_command_runs_as_printed(
             continue
         done = subprocess.run(argv, cwd=clone, env=env, capture_output=True,
                               text=True, timeout=COMMAND_TIMEOUT_S)
-        ran.append(f"{name}\n    -> {printed(done.stdout + done.stderr)}")
+        ran.append(f"{name}\n    -> {printed(done.stdout or done.stderr)}")
         fault = faults(name, done)
         if fault:
             failed.append(fault)
