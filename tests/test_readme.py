@@ -5,9 +5,9 @@ run against a gateway in `tests/integration/test_readme_commands.py`.
 What a command is: each line of a ```sh block, joined over trailing backslashes and over quotes
 left open (a curl's JSON body), with comments stripped. A block the README marks with an HTML
 comment on the line directly above its fence, `<!-- readme-test: skip (why) -->`, is not run,
-and the reason is printed. A command with no marker and no rule below fails `test_every_readme_
-command_is_runnable_or_marked`, so a new command added to the README either runs or says why
-it cannot.
+and the reason is listed (one skipped test per command, so `-ra` shows it). A command with no
+marker and no rule below fails here, so a new command added to the README either runs or says
+why it cannot.
 """
 
 from __future__ import annotations
