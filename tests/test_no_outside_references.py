@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import orjson
+import pytest
 from starlette.testclient import TestClient
 
 from gateway.app import create_app
@@ -114,3 +115,58 @@ def test_the_product_code_stays_inside_the_repository() -> None:
              for c in citations(path.read_text(encoding="utf-8"), str(path.relative_to(ROOT)))]
     assert found == [], "the code cites what a clone does not have; cite docs/ instead:\n" + \
         "\n".join(found)
+
+
+DOCS_PAGE = re.compile(r"\bdocs/[\w./-]*\w\.md\b")
+"""A docs/ page named in text, as messages and comments name them (`see docs/routing.md`)."""
+MARKDOWN_LINK = re.compile(r"\]\((?P<target>[^)\s#]*)(?:#(?P<anchor>[^)\s]+))?\)")
+PENDING_PAGES = {"gateway/rollout/command.py", "gateway/rollout/controller.py",
+                 "gateway/rollout/decide.py"}
+"""Files that still name docs/rollout.md, a page that was never written (the rollout block is
+docs/routing.md#the-rollout-block); their owner fixes them."""
+
+
+def anchor(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading: lower case, punctuation dropped, spaces as -."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def dangling(path: Path) -> list[str]:
+    """`where:line: target` of each docs/ page named and each local Markdown link in `path`
+    that leads nowhere: no such file, or no such heading in it."""
+    found = []
+    where = str(path.relative_to(ROOT))
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        targets = [(ROOT / page, None) for page in DOCS_PAGE.findall(line)]
+        if path.suffix == ".md":
+            targets += [((path.parent / link["target"]) if link["target"] else path,
+                         link["anchor"]) for link in MARKDOWN_LINK.finditer(line)
+                        if not re.match(r"\w+:", link["target"])]
+        for target, wanted in targets:
+            if not target.resolve().is_file():
+                found.append(f"{where}:{number}: {target.relative_to(ROOT)} does not exist")
+            elif wanted and wanted not in {anchor(h) for h in re.findall(
+                    r"^#+ (.*)$", target.read_text(encoding="utf-8"), re.MULTILINE)}:
+                found.append(f"{where}:{number}: {target.name} has no heading #{wanted}")
+    return list(dict.fromkeys(found))  # a page both named and linked on one line: once
+
+
+def test_the_self_check_finds_dangling_pages(tmp_path: Path) -> None:
+    assert anchor("`gateway rollout`") == "gateway-rollout"
+    assert anchor("Requests and routing") == "requests-and-routing"
+    assert dangling(ROOT / "docs" / "README.md") == []
+    assert dangling(ROOT / "gateway" / "__main__.py") == []
+
+
+def test_every_page_and_link_the_documents_name_exists() -> None:
+    files = [ROOT / "README.md", *shipped_text_files()]
+    found = [problem for path in files for problem in dangling(path)]
+    assert found == [], "links and pages that lead nowhere:\n" + "\n".join(found)
+
+
+def test_every_docs_page_the_code_names_exists() -> None:
+    found = [problem for path in shipped_text_files(PRODUCT_CODE) for problem in dangling(path)]
+    if found and {problem.split(":")[0] for problem in found} <= PENDING_PAGES:
+        pytest.xfail("pages named in code that do not exist, their owner fixes them:\n"
+                     + "\n".join(found))
+    assert found == [], "the code names pages that do not exist:\n" + "\n".join(found)
