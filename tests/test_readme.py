@@ -256,6 +256,14 @@ def test_commands_with_no_rule_are_unknown() -> None:
     assert action("cp /etc/passwd config/") == "unknown"
 
 
+def test_python_blocks_run_unless_marked() -> None:
+    readme = ("```python\nprint(1)\n```\n<!-- readme-test: skip (needs pandas) -->\n"
+              "```python\nimport pandas\n```\n```python\nDriftMonitor\n```\n"
+              "```sql\nSELECT 1\n```\n")
+    assert [step for _, _, step in readme_commands(readme)] == [
+        Plan("run", kind="python"), Plan("skip", "needs pandas"), Plan("run", kind="offline")]
+
+
 README = (ROOT / "README.md").read_text()
 PLANNED = readme_commands(README)
 
