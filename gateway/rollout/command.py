@@ -111,7 +111,7 @@ def run_rollout(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.once and not controller.decisions:
         print(f"gateway rollout: no model in {settings.routing} has a rollout block; nothing "
-              "to do (see docs/rollout.md)", file=sys.stderr)
+              "to do (see docs/routing.md, 'The rollout block')", file=sys.stderr)
     if table:
         print_comparison(controller.decisions)
     return 0

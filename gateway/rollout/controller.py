@@ -1,5 +1,5 @@
 """`gateway rollout`: read the routing file and the fleet's metrics, decide, write (see
-docs/rollout.md).
+docs/routing.md).
 
 One evaluation reads the routing file (its exact text is what a write must still find), then
 the replicas' metrics, and for every model with a rollout block judges the gates on what the

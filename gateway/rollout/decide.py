@@ -1,5 +1,5 @@
 """The rollout's decision, pure: where a model's weights and status stand, what its gates said
-and how long the step has run, in; what to write next, out (see docs/rollout.md).
+and how long the step has run, in; what to write next, out (see docs/routing.md).
 
 The weights in the file are the state:
 - a canary at weight 0 is before the first step: with the shadow gate set and the canary
