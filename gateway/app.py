@@ -90,7 +90,8 @@ class Gateway:
         for model in sorted(set(settings.capture.redact) - set(repository)):
             logger.warning("capture.redact names model %r, which the repository does not have",
                            model)
-        self.pipeline = InferencePipeline(registry, settings, self.live, self.drift, self.shadow)
+        self.pipeline = InferencePipeline(registry, settings, self.live, self.drift, self.shadow,
+                                          metrics, self.capture)
         self._stop_watching = asyncio.Event()
         self._watcher: asyncio.Task[None] | None = None
 

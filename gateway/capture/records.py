@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from gateway.protocol.json_data import json_data
 from gateway.protocol.request import RequestedOutput
 from gateway.tensors import datatype_of
 
@@ -77,18 +78,8 @@ def file_name(model: str, t: float) -> str:
 
 
 def tensor(name: str, datatype: str, array: np.ndarray) -> dict[str, Any]:
-    """One V2 JSON tensor with flat data (`reshape` copies only what is not contiguous)."""
-    dtype = array.dtype
-    if dtype.isnative and dtype.kind not in "OUS":  # orjson writes these arrays itself
-        return {"name": name, "datatype": datatype, "shape": array.shape,
-                "data": array.reshape(-1)}
-    data: Any
-    if dtype.kind in "OUS":
-        data = [item.decode("utf-8", "replace") if isinstance(item, bytes) else str(item)
-                for item in array.reshape(-1)]
-    else:
-        data = array.astype(dtype.newbyteorder("=")).reshape(-1)
-    return {"name": name, "datatype": datatype, "shape": array.shape, "data": data}
+    """One V2 JSON tensor with flat data, encoded as answers encode it."""
+    return {"name": name, "datatype": datatype, "shape": array.shape, "data": json_data(array)}
 
 
 _DATATYPE_NAMES: dict[np.dtype, str] = {}

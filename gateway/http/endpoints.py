@@ -1,7 +1,8 @@
 """The Open Inference Protocol endpoints (docs/endpoints.md): health, metadata, inference, metrics.
 
-Each endpoint is a thin shell. Inference: read and decode the body, let the inference pipeline
-(`gateway.inference`) decide the version and serve it, encode the answer, count and trace it.
+Each endpoint is a thin shell. Inference: start the request's span, then the data plane
+(`gateway.inference`) looks the model up, has the body read and decoded here, decides, serves,
+has the answer encoded here, captures, counts and traces.
 """
 
 from __future__ import annotations
@@ -18,25 +19,23 @@ from starlette.routing import Route
 
 from gateway import __version__
 from gateway.capture.service import Capture
-from gateway.errors import BadRequest, GatewayError, NotFound, Unavailable
+from gateway.errors import BadRequest, NotFound, Unavailable
 from gateway.http.body import read_body
 from gateway.http.paths import parse_version
 from gateway.http.responses import JSON, json_response
-from gateway.inference import InferencePipeline
+from gateway.inference import Answer, InferCall, InferencePipeline
 from gateway.observability.drift.service import DriftService
 from gateway.observability.feedback import FeedbackService
-from gateway.observability.metrics import NO_VERSION, UNKNOWN_MODEL, GatewayMetrics
+from gateway.observability.metrics import GatewayMetrics
 from gateway.observability.reports import DriftReport
 from gateway.observability.tracing import Tracing
 from gateway.protocol.feedback import parse_feedback
 from gateway.protocol.request import InferRequest, decode_request
 from gateway.protocol.response import encode_response
-from gateway.routing.decide import PINNED, SPLIT
 from gateway.routing.live import LivePolicy
 from gateway.runtime.index import repository_index
 from gateway.runtime.registry import Deployment, Registry
 from gateway.settings import LimitSettings
-from gateway.tensors import Tensors
 
 logger = logging.getLogger("gateway.http")
 SERVER_NAME = "gateway"
@@ -209,56 +208,38 @@ class Endpoints:
                               "version": str(deployment.entry.version), "ready": True})
 
     async def infer(self, request: Request) -> Response:
-        """Decode, hand to the inference pipeline, encode; count and trace every outcome."""
+        """Read and decode, hand to the data plane (`gateway.inference`), encode."""
         start = time.perf_counter()
-        model = request.path_params["model"]
-        pinned = request.path_params.get("version")
-        model_label, version_label = UNKNOWN_MODEL, NO_VERSION
-        route = PINNED if pinned is not None else SPLIT
-        code = 500
+        params = request.path_params
+        pinned = params.get("version")
+        headers = request.headers
         traced = self.tracing.request(
-            request.headers, "POST /v2/models/{model}/versions/{version}/infer"
-            if pinned is not None else "POST /v2/models/{model}/infer", start)
+            headers, _PINNED_SPAN if pinned is not None else _ROUTED_SPAN, start)
+        state = request.scope["state"]
         if traced.trace_id is not None:
-            request.scope["state"]["trace_id"] = traced.trace_id
-        try:
-            self.registry.check_model(model)
-            model_label = model
-            version = None
-            if pinned is not None:  # refused before its body is read; decide checks again
-                version = parse_version(pinned)
-                self.registry.find(model, version)
+            state["trace_id"] = traced.trace_id
+
+        async def decode(input_names: frozenset[str] | None) -> tuple[InferRequest, int]:
             body = await read_body(request, self.limits.max_body_bytes)
-            infer_request = decode_request(body, request.headers.get(HEADER_LENGTH),
-                                           self.limits.max_tensor_elements,
-                                           self.pipeline.input_names(model))
-            routed_s = time.perf_counter()
-            decision = self.pipeline.decide(model, version, request.headers,
-                                            infer_request.parameters)
-            version_label, route = decision.version_label, decision.route
-            traced.route_span(routed_s, time.perf_counter(), model, version_label, route)
-            served = await self.pipeline.serve(decision, infer_request, traced)
-            response = _infer_response(model, version_label, route, infer_request,
-                                       served.results)
-            code = response.status_code
-            self.capture.infer(model, served.version, route, infer_request, served.results,
-                               request.scope["state"].get("request_id"), traced.trace_id,
-                               len(body))
-            return response
-        except GatewayError as exc:
-            code = exc.status
-            raise
-        finally:
-            end = time.perf_counter()
-            self.metrics.observe_request(model_label, version_label, route, code, end - start)
-            traced.end(code, model_label, version_label, route, end)
+            return decode_request(body, headers.get(HEADER_LENGTH),
+                                  self.limits.max_tensor_elements, input_names), len(body)
+
+        return await self.pipeline.infer(InferCall(
+            params["model"], pinned, headers, state.get("request_id"), traced, start, decode,
+            _infer_response))
 
 
-def _infer_response(model: str, version: str, route: str, request: InferRequest,
-                    results: Tensors) -> Response:
-    content, header_length = encode_response(model, version, request.id, results,
-                                             request.outputs, request.binary_outputs)
-    headers = {"x-model-version": version, "x-model-route": route}
+_ROUTED_SPAN = "POST /v2/models/{model}/infer"
+_PINNED_SPAN = "POST /v2/models/{model}/versions/{version}/infer"
+
+
+def _infer_response(answer: Answer) -> Response:
+    request = answer.request
+    version = answer.version_label
+    content, header_length = encode_response(answer.model, version, request.id,
+                                             answer.results, request.outputs,
+                                             request.binary_outputs)
+    headers = {"x-model-version": version, "x-model-route": answer.route}
     if header_length is None:
         return Response(content, headers=headers, media_type=JSON)
     headers[HEADER_LENGTH] = str(header_length)

@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-from gateway.errors import NotFound, shown
-from gateway.runtime.repository import version_number
+from gateway.runtime.registry import parse_version
 
-
-def parse_version(text: str) -> int:
-    """A version from a URL: a positive integer written canonically, as version folders are."""
-    version = version_number(text)
-    if version is None:
-        raise NotFound(f"version {shown(text, 20)} is not a version; versions are positive "
-                       "integers written in ASCII digits")
-    return version
-
+__all__ = ["infer_path_params", "parse_version"]
 
 _MODELS = "/v2/models/"
 _INFER = "/infer"

@@ -1,4 +1,5 @@
-"""JSON tensor data to arrays, with memory bounded by the request's own size.
+"""JSON tensor data to arrays, with memory bounded by the request's own size; and arrays to JSON
+data (`json_data`), the one encoder answers and capture records use.
 
 `np.array` infers the type of a JSON list itself, and a string among numbers makes it build a
 fixed-width string array of count x the longest string: a 45 KB body with one long string among
@@ -187,3 +188,16 @@ def _wide_integers(name: str, datatype: Datatype, array: np.ndarray) -> np.ndarr
         info = np.iinfo(datatype.dtype)
         raise BadRequest(f"input {shown(name)}: a value is outside the {datatype.name} range "
                          f"[{info.min}, {info.max}]") from None
+
+
+def json_data(array: np.ndarray) -> Any:
+    """A tensor's V2 JSON `data`, flat: a numeric array as is (orjson writes native-order
+    arrays itself; `reshape` copies only what is not contiguous), BYTES as text (bytes that are
+    not UTF-8 replaced, as Triton's JSON answers do)."""
+    dtype = array.dtype
+    if dtype.kind in "OUS":
+        return [item.decode("utf-8", "replace") if isinstance(item, bytes) else str(item)
+                for item in array.reshape(-1)]
+    if not dtype.isnative:
+        array = array.astype(dtype.newbyteorder("="))
+    return array.reshape(-1)

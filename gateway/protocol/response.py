@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from gateway.protocol.json_data import json_data
 from gateway.protocol.request import RequestedOutput
 from gateway.tensors import datatype_of
 
@@ -32,13 +33,6 @@ def tensor_bytes(array: np.ndarray) -> bytes | memoryview:
     if array.dtype.kind in "OUS":
         return b"".join(struct.pack("<I", len(item)) + item for item in _bytes_elements(array))
     return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).data.cast("B")
-
-
-def _json_data(array: np.ndarray) -> Any:
-    if array.dtype.kind in "OUS":
-        return [item.decode("utf-8", "replace") if isinstance(item, bytes) else str(item)
-                for item in array.reshape(-1)]
-    return array.reshape(-1)
 
 
 def encode_response(model_name: str, model_version: str, request_id: str | None,
@@ -62,7 +56,7 @@ def encode_response(model_name: str, model_version: str, request_id: str | None,
                                    else chunk.nbytes}
             chunks.append(chunk)
         else:
-            entry["data"] = _json_data(array)
+            entry["data"] = json_data(array)
         outputs.append(entry)
     doc: dict[str, Any] = {"model_name": model_name, "model_version": model_version}
     if request_id is not None:

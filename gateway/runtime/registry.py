@@ -20,11 +20,21 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gateway.errors import NotFound, Unavailable, shown
-from gateway.runtime.repository import Repository, VersionEntry, label_output_of
+from gateway.runtime.repository import Repository, VersionEntry, label_output_of, version_number
 from gateway.runtime.session import ModelSession
 
 if TYPE_CHECKING:  # the batcher is above this layer: referred to, never called from here
     from gateway.batching.batcher import Batcher
+
+
+def parse_version(text: str) -> int:
+    """A version a caller named (URL path, gRPC `model_version`): a positive integer written
+    canonically, as version folders are."""
+    version = version_number(text)
+    if version is None:
+        raise NotFound(f"version {shown(text, 20)} is not a version; versions are positive "
+                       "integers written in ASCII digits")
+    return version
 
 
 @dataclass(eq=False)
