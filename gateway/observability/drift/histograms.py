@@ -17,6 +17,7 @@ numeric columns.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,9 @@ class Column:
     """The reference's counts per bin."""
     nan: float = 0.0
     """The reference's NaN count (the profile's `nan`; 0 when it has none)."""
+    point_masses: tuple[tuple[int, float, float], ...] = ()
+    """Bins of a value its profile's edges repeated (see `split_repeated_edges`): (the value's
+    bin, the least and most reference rows it can hold); the next bin holds the rest."""
 
     @property
     def bins(self) -> int:
@@ -43,13 +47,57 @@ class Column:
 def column_from_profile(profile: dict[str, Any]) -> Column:
     kind = profile["kind"]
     key = "edges" if kind == "numeric" else "categories"
-    column = Column(str(profile["name"]), kind, np.asarray(profile[key], dtype=np.float64),
-                    np.asarray(profile["counts"], dtype=np.float64),
-                    float(profile.get("nan") or 0))
-    if len(column.counts) != column.bins:
-        raise ValueError(f"profile {column.name!r}: {len(column.counts)} counts for "
-                         f"{column.bins} bins")
-    return column
+    edges = np.asarray(profile[key], dtype=np.float64)
+    counts = np.asarray(profile["counts"], dtype=np.float64)
+    expected = len(edges) + 1 if kind == "numeric" else len(edges)
+    if len(counts) != expected:
+        raise ValueError(f"profile {profile['name']!r}: {len(counts)} counts for "
+                         f"{expected} bins")
+    masses: tuple[tuple[int, float, float], ...] = ()
+    if kind == "numeric" and len(np.unique(edges)) < len(edges):
+        edges, counts, masses = split_repeated_edges(edges, counts)
+    return Column(str(profile["name"]), kind, edges, counts, float(profile.get("nan") or 0),
+                  masses)
+
+
+def split_repeated_edges(edges: np.ndarray, counts: np.ndarray,
+                         ) -> tuple[np.ndarray, np.ndarray, tuple[tuple[int, float, float], ...]]:
+    """A profile whose quantile edges repeat a value v (NumPy's deciles of a column that is
+    mostly v) holds v and the values up to the next edge in one bin, where a change in how
+    often v occurs cannot show. Here v gets a bin of its own, [v, next float), and the rest of
+    that bin another. How many reference rows were exactly v is not in the profile, but the
+    quantile levels bound it (if the decile at level b is v, at least (rows - 1) * b + 1 rows
+    are at or below v): the monitor sets the split, per report, to the one within those bounds
+    closest to the window (`Binner.reference_for`), so the test flags only what no reference
+    consistent with the profile explains. A profile from `drift.profile.build_profile` has
+    exact point-mass bins and needs none of this."""
+    levels = np.arange(1, len(edges) + 1) / (len(edges) + 1)
+    rows = float(counts.sum())
+    new_edges: list[float] = []
+    new_counts: list[float] = [float(counts[0])]
+    masses: list[tuple[int, float, float]] = []
+    i = 0
+    while i < len(edges):
+        last = i
+        while last + 1 < len(edges) and edges[last + 1] == edges[i]:
+            last += 1
+        if last == i:
+            new_edges.append(float(edges[i]))
+            new_counts.append(float(counts[i + 1]))
+        else:
+            value, below = float(edges[i]), float(counts[:i + 1].sum())
+            bin_rows = float(counts[last + 1])
+            low = math.floor((rows - 1) * levels[last]) + 1 - below
+            high = (math.floor((rows - 1) * levels[last + 1]) + 1 - below
+                    if last + 1 < len(edges) else bin_rows)
+            low, high = max(0.0, min(low, bin_rows)), max(0.0, min(high, bin_rows))
+            if low > high:  # edges that are not quantiles: no bound holds
+                low, high = 0.0, bin_rows
+            masses.append((len(new_counts), low, high))
+            new_edges += [value, float(np.nextafter(value, np.inf))]
+            new_counts += [(low + high) / 2, bin_rows - (low + high) / 2]
+        i = last + 1
+    return (np.array(new_edges), np.array(new_counts), tuple(masses))
 
 
 @dataclass(frozen=True)
@@ -77,6 +125,8 @@ class Binner:
         self.nan_slots = self.slot_offsets + sizes
         self.unseen_slots = self.nan_slots + 1
         self.reference = np.concatenate([c.counts for c in columns])
+        self._masses = [(int(self.offsets[i]) + b, low, high)
+                        for i, c in enumerate(columns) for b, low, high in c.point_masses]
         self.reference_nan = np.array([c.nan for c in columns], dtype=np.float64)
         self._prepare_numeric([i for i, c in enumerate(columns) if c.kind == "numeric"])
         self.categorical = [i for i, c in enumerate(columns) if c.kind == "categorical"]
@@ -92,6 +142,22 @@ class Binner:
         for row, i in enumerate(numeric):
             self._edge_matrix[row, :len(self.columns[i].edges)] = self.columns[i].edges
         self._counter = np.uint8 if width < 255 else np.int64
+
+    def reference_for(self, live: np.ndarray) -> np.ndarray:
+        """The reference's counts to test `live` (bins end to end) against: as profiled, but
+        where a profile left a point mass's share open (`split_repeated_edges`), split as the
+        window splits that bin, within the bounds."""
+        if not self._masses:
+            return self.reference
+        reference = self.reference.copy()
+        for flat, low, high in self._masses:
+            pair = float(reference[flat] + reference[flat + 1])
+            live_pair = float(live[flat] + live[flat + 1])
+            # The split as the window's (within the bounds) leaves the least chi-square.
+            target = pair * float(live[flat]) / live_pair if live_pair else (low + high) / 2
+            reference[flat] = min(max(target, low), high)
+            reference[flat + 1] = pair - reference[flat]
+        return reference
 
     def codes(self, values: np.ndarray) -> np.ndarray:
         """Each value's slot in the flat histogram; `values` is rows × columns."""

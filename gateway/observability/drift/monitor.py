@@ -9,6 +9,7 @@ the model's outputs by tensor name; output profiles name a tensor (`label`) or o
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from pathlib import Path
@@ -17,14 +18,28 @@ from typing import Any
 import numpy as np
 
 from gateway.observability.drift.histograms import Binner, Column, column_from_profile
+from gateway.observability.drift.pvalues import REFERENCE_MULTIPLE, ROWS_PER_BIN
 from gateway.observability.drift.stats import DriftRule, drift_statistics
 from gateway.observability.drift.window import SlidingWindow
 from gateway.observability.reports import ColumnReport, WindowReport
+
+logger = logging.getLogger("gateway.drift")
 
 _COLUMN = re.compile(r"^(.*)\[(\d+)\]$")
 FOLD_ROWS = 1024
 """Batches are gathered until this many rows (or a report) and then folded in one pass: a fold
 has a fixed cost of some forty NumPy calls, which single rows would pay each."""
+
+
+class DriftColumnReport(ColumnReport):
+    """A column's report as the monitor makes it: `p_value` is Benjamini-Hochberg adjusted
+    within the column's family (flagged exactly when at most the false-alarm rate)."""
+
+    p_value_raw: float | None
+    """The column's own test's p-value, before the family's adjustment."""
+    tested: bool
+    """False while the window holds too few rows per bin to test (p-values null, never
+    drifted)."""
 
 
 def _output_source(name: str) -> tuple[str, int | None]:
@@ -45,6 +60,31 @@ class DriftMonitor:
         self._sources = [_output_source(c.name) for c in self.output_columns]
         self._pending: list[tuple[np.ndarray, dict[str, np.ndarray] | None]] = []
         self._pending_rows = 0
+        for warning in self.warnings(window_rows):
+            logger.warning("%s", warning)
+
+    def warnings(self, window_rows: int) -> list[str]:
+        """What this reference cannot do at this window size: said once, at load."""
+        found = []
+        if 0 < self.reference_rows * REFERENCE_MULTIPLE < window_rows:
+            found.append(
+                f"the reference profile has {self.reference_rows} rows, fewer than a window's "
+                f"{window_rows}: the test counts a window as {self.reference_rows} rows (the "
+                "reference's own sampling noise would otherwise flag the same columns window "
+                "after window), so only drift a sample of that size resolves is flagged; "
+                "profile more training rows to see smaller drift")
+        for column in self.feature_columns + self.output_columns:
+            if column.point_masses:
+                found.append(
+                    f"column {column.name!r}: its profile's edges repeat a value; it is "
+                    "monitored with that value's share bounded by the quantiles, not known: "
+                    "rebuild reference.json with gateway.observability.drift.profile."
+                    "build_profile to give the value an exact bin of its own")
+            bins = int((column.counts > 0).sum()) + (column.nan > 0)
+            if column.counts.sum() + column.nan < ROWS_PER_BIN * max(bins, 2):
+                found.append(f"column {column.name!r}: the reference has fewer than "
+                             f"{ROWS_PER_BIN} rows per bin, too few to test: never flagged")
+        return found
 
     @classmethod
     def from_reference_file(cls, path: str | Path, window_rows: int = 5000) -> DriftMonitor:
@@ -93,8 +133,9 @@ class DriftMonitor:
         return np.column_stack(columns)
 
     def report(self, rule: DriftRule | None = None) -> WindowReport:
-        """Window size, reference size, and per feature and output: psi, js, ks, p_value,
-        drifted (by `rule`; the features are one family of tests, the outputs another)."""
+        """Window size, reference size, and per feature and output: psi, js, ks, p_value
+        (Benjamini-Hochberg adjusted in its family), p_value_raw, tested, drifted (by `rule`;
+        the features are one family of tests, the outputs another)."""
         self.flush()
         rule = rule or DriftRule()
         return {"window_rows": self.features.total().rows,
@@ -108,17 +149,22 @@ def _column_report(window: SlidingWindow, columns: list[Column],
                    rule: DriftRule) -> list[ColumnReport]:
     live = window.total()
     binner = window.binner
-    stats = drift_statistics(binner.reference, live.bins, binner.offsets,
+    stats = drift_statistics(binner.reference_for(live.bins), live.bins, binner.offsets,
                              binner.reference_nan, live.nan, live.unseen)
-    flags = rule.flags(stats["psi"], stats["p"])
+    raw = np.where(stats["tested"], stats["p"], np.nan)
+    adjusted = rule.adjusted(raw)
+    flags = rule.flags(stats["psi"], raw)
     report: list[ColumnReport] = []
     for i, column in enumerate(columns):
-        psi, js, ks, p = (float(stats[k][i]) for k in ("psi", "js", "ks", "p"))
-        report.append({"name": column.name, "psi": _number(psi), "js": _number(js),
-                       "ks": _number(ks), "p_value": _number(p), "drifted": bool(flags[i]),
-                       "nan": int(live.nan[i]), "unseen": int(live.unseen[i]),
-                       "nan_ratio": _ratio(int(live.nan[i]), live.rows),
-                       "unseen_ratio": _ratio(int(live.unseen[i]), live.rows)})
+        psi, js, ks = (float(stats[k][i]) for k in ("psi", "js", "ks"))
+        entry: DriftColumnReport = {
+            "name": column.name, "psi": _number(psi), "js": _number(js), "ks": _number(ks),
+            "p_value": _number(float(adjusted[i])), "p_value_raw": _number(float(raw[i])),
+            "tested": bool(stats["tested"][i]), "drifted": bool(flags[i]),
+            "nan": int(live.nan[i]), "unseen": int(live.unseen[i]),
+            "nan_ratio": _ratio(int(live.nan[i]), live.rows),
+            "unseen_ratio": _ratio(int(live.unseen[i]), live.rows)}
+        report.append(entry)
     return report
 
 

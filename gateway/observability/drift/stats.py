@@ -12,19 +12,22 @@ only, since NaN has no place in an order; it is NaN when the window has no finit
 
 Whether a column drifted is a test, not a threshold: `p` is the chance of a difference at least
 this large between the window's histogram and the reference's when both come from one
-distribution, for this window's size and this column's bins. Two tests, each exact in its
-tail function and cheap: Pearson's chi-square for two samples over every bin (NaN and unseen
-included; it sees shape, spread and categories) and Kolmogorov-Smirnov on the binned CDFs (it
-sees a shift of location best); `p` is twice the smaller of their p-values (Bonferroni over
-the two). Binning only lowers KS, so its p-value errs towards no alarm.
+distribution, for this window's size and this column's bins (drift.pvalues: a chi-square and a
+KS test, rare bins pooled, the window counted as at most the reference's size, and a column
+with too few rows per bin not tested). `DriftRule` turns a family's p-values into flags and
+Benjamini-Hochberg adjusted p-values, which are what the report shows.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from gateway.observability.drift.pvalues import chi2_p, chi2_sf, kolmogorov_sf, ks_p, testable
+
+__all__ = ["EPSILON", "DriftRule", "chi2_sf", "drift_statistics", "kolmogorov_sf",
+           "with_extra_bins"]
 
 EPSILON = 1e-4
 """Added to every bin's share before PSI, so an empty bin does not make it infinite."""
@@ -45,16 +48,25 @@ class DriftRule:
     false_alarm_rate: float = 0.01
     psi_floor: float = 0.0
 
-    def flags(self, psi: np.ndarray, p: np.ndarray) -> np.ndarray:
-        """A boolean per column; NaN p-values (no rows) are never flagged, nor counted."""
+    def adjusted(self, p: np.ndarray) -> np.ndarray:
+        """Benjamini-Hochberg adjusted p-values of a family (NaN stays NaN, uncounted): the
+        smallest rate at which the procedure would flag each column, so a column is flagged
+        exactly when its adjusted p-value is at most `false_alarm_rate`."""
         tested = ~np.isnan(p)
-        flagged = np.zeros(len(p), dtype=bool)
+        adjusted = np.full(len(p), np.nan)
         m = int(tested.sum())
         if m:
-            ordered = np.sort(p[tested])
-            passing = np.nonzero(ordered <= self.false_alarm_rate * np.arange(1, m + 1) / m)[0]
-            if len(passing):
-                flagged[tested] = p[tested] <= ordered[passing[-1]]
+            order = np.argsort(p[tested], kind="stable")
+            ranked = p[tested][order] * m / np.arange(1, m + 1)
+            values = np.empty(m)
+            values[order] = np.minimum(1.0, np.minimum.accumulate(ranked[::-1])[::-1])
+            adjusted[tested] = values
+        return adjusted
+
+    def flags(self, psi: np.ndarray, p: np.ndarray) -> np.ndarray:
+        """A boolean per column; NaN p-values (no rows, or not tested) are never flagged, nor
+        counted."""
+        flagged = np.asarray(np.nan_to_num(self.adjusted(p), nan=2.0) <= self.false_alarm_rate)
         if self.psi_floor > 0:
             flagged &= np.nan_to_num(psi) >= self.psi_floor
         return flagged
@@ -106,79 +118,17 @@ def with_extra_bins(counts: np.ndarray, offsets: np.ndarray,
             offsets + np.arange(len(offsets)) * len(extras))
 
 
-def chi2_sf(x: float, df: int) -> float:
-    """P(X >= x) for X chi-square with `df` degrees of freedom, in closed form (the
-    regularized upper gamma function at integer and half-integer shapes): no SciPy."""
-    if df <= 0 or not x > 0:
-        return 1.0
-    y = x / 2
-    if y > 700:
-        return 0.0
-    if df % 2 == 0:
-        term = total = 1.0
-        for k in range(1, df // 2):
-            term *= y / k
-            total += term
-        return min(1.0, math.exp(-y) * total)
-    total = math.erfc(math.sqrt(y))
-    term = math.exp(-y) * math.sqrt(y) / math.gamma(1.5)
-    for k in range(1, (df + 1) // 2):
-        total += term
-        term *= y / (k + 0.5)
-    return min(1.0, total)
-
-
-def kolmogorov_sf(t: float) -> float:
-    """P(K > t) for Kolmogorov's distribution (the limit of sqrt(n) times the KS distance)."""
-    if t < 0.2:
-        return 1.0
-    total = 0.0
-    for k in range(1, 101):
-        term = 2.0 * (-1) ** (k - 1) * math.exp(-2.0 * k * k * t * t)
-        total += term
-        if abs(term) < 1e-16:
-            break
-    return min(1.0, max(0.0, total))
-
-
-def _chi2_p(reference: np.ndarray, live: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """Pearson's two-sample chi-square p-value per column, over its bins with any count."""
-    sizes = np.diff(np.append(offsets, len(live)))
-    r_total = np.repeat(np.add.reduceat(reference, offsets), sizes)
-    l_total = np.repeat(np.add.reduceat(live, offsets), sizes)
-    pooled = reference + live
-    used = pooled > 0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        share = pooled / (r_total + l_total)
-        r_expected, l_expected = r_total * share, l_total * share
-        terms = np.where(used, (reference - r_expected) ** 2 / r_expected
-                         + (live - l_expected) ** 2 / l_expected, 0.0)
-    statistic = np.add.reduceat(np.nan_to_num(terms), offsets)
-    df = np.add.reduceat(used.astype(np.int64), offsets) - 1
-    return np.array([chi2_sf(float(x), int(d)) for x, d in zip(statistic, df, strict=True)])
-
-
-def _ks_p(ks: np.ndarray, reference: np.ndarray, live: np.ndarray,
-          offsets: np.ndarray) -> np.ndarray:
-    """The KS distance's p-value per column, for its finite rows on both sides (Stephens'
-    small-sample correction)."""
-    r, n = np.add.reduceat(reference, offsets), np.add.reduceat(live, offsets)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        root = np.sqrt(r * n / (r + n))
-    return np.array([kolmogorov_sf(d * (e + 0.12 + 0.11 / e)) if e > 0 and d == d else 1.0
-                     for d, e in zip(ks, np.nan_to_num(root), strict=True)])
-
-
 def drift_statistics(reference: np.ndarray, live: np.ndarray, offsets: np.ndarray,
                      reference_nan: np.ndarray | None = None,
                      live_nan: np.ndarray | None = None,
                      live_unseen: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """psi, js, ks and p per column (NaN where a column has no live rows); with the NaN counts
-    of both, NaN is a bin of its own, and with the window's unseen counts, unseen categories
-    are one more (the reference has none by definition)."""
+    """psi, js, ks and p per column (NaN where a column has no live rows), and `tested`: False
+    where a column has too few rows per bin to test, its p then 1 (never flagged). With the NaN
+    counts of both, NaN is a bin of its own, and with the window's unseen counts, unseen
+    categories are one more (the reference has none by definition)."""
     reference, live = reference.astype(np.float64), live.astype(np.float64)
     ks = _ks(reference, live, offsets)
-    ks_p = _ks_p(ks, reference, live, offsets)
+    p_ks = ks_p(ks, reference, live, offsets)
     if reference_nan is not None and live_nan is not None:
         extras_r = [reference_nan]
         extras_l = [live_nan]
@@ -189,6 +139,8 @@ def drift_statistics(reference: np.ndarray, live: np.ndarray, offsets: np.ndarra
         live, _ = with_extra_bins(live, offsets, *extras_l)
         offsets = offsets_all
     psi, js, empty = _psi_js(reference, live, offsets)
-    p = np.minimum(1.0, 2 * np.minimum(_chi2_p(reference, live, offsets), ks_p))
+    tested = testable(reference, live, offsets) & ~empty
+    p = np.where(tested, np.minimum(1.0, 2 * np.minimum(chi2_p(reference, live, offsets), p_ks)),
+                 1.0)
     psi[empty] = js[empty] = p[empty] = np.nan
-    return {"psi": psi, "js": js, "ks": ks, "p": p}
+    return {"psi": psi, "js": js, "ks": ks, "p": p, "tested": tested}
