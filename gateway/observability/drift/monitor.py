@@ -48,7 +48,9 @@ def _output_source(name: str) -> tuple[str, int | None]:
 
 
 class DriftMonitor:
-    def __init__(self, reference: dict[str, Any], window_rows: int = 5000) -> None:
+    def __init__(self, reference: dict[str, Any], window_rows: int = 5000,
+                 source: str = "reference profile") -> None:
+        """`source` names the profile in the warnings logged at load (its file, say)."""
         self.reference_rows = int(reference.get("rows", 0))
         self.feature_columns = [column_from_profile(p) for p in reference.get("features", [])]
         self.output_columns = [column_from_profile(p) for p in reference.get("outputs", [])]
@@ -61,14 +63,14 @@ class DriftMonitor:
         self._pending: list[tuple[np.ndarray, dict[str, np.ndarray] | None]] = []
         self._pending_rows = 0
         for warning in self.warnings(window_rows):
-            logger.warning("%s", warning)
+            logger.warning("%s: %s", source, warning)
 
     def warnings(self, window_rows: int) -> list[str]:
         """What this reference cannot do at this window size: said once, at load."""
         found = []
         if 0 < self.reference_rows * REFERENCE_MULTIPLE < window_rows:
             found.append(
-                f"the reference profile has {self.reference_rows} rows, fewer than a window's "
+                f"the profile has {self.reference_rows} reference rows, fewer than a window's "
                 f"{window_rows}: the test counts a window as {self.reference_rows} rows (the "
                 "reference's own sampling noise would otherwise flag the same columns window "
                 "after window), so only drift a sample of that size resolves is flagged; "
@@ -88,7 +90,7 @@ class DriftMonitor:
 
     @classmethod
     def from_reference_file(cls, path: str | Path, window_rows: int = 5000) -> DriftMonitor:
-        return cls(json.loads(Path(path).read_text()), window_rows)
+        return cls(json.loads(Path(path).read_text()), window_rows, str(path))
 
     @property
     def feature_names(self) -> list[str]:

@@ -88,7 +88,7 @@ def test_a_small_reference_is_warned_about_at_load(caplog: pytest.LogCaptureFixt
     reference = profile(reference_rows(np.random.default_rng(6), 200))
     with caplog.at_level(logging.WARNING, logger="gateway.drift"):
         DriftMonitor(reference, window_rows=5000)
-    assert "has 200 rows, fewer than a window's 5000" in caplog.text
+    assert "has 200 reference rows, fewer than a window's 5000" in caplog.text
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="gateway.drift"):
         DriftMonitor(reference, window_rows=200)
