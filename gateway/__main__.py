@@ -28,7 +28,10 @@ def serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     host = args.host or settings.server.host
     port = args.port if args.port is not None else settings.server.port
-    app = create_app(settings)
+    grpc_port = args.grpc_port if args.grpc_port is not None else settings.server.grpc_port
+    if not 0 <= grpc_port <= 65535:
+        raise ConfigError(f"--grpc-port: {grpc_port} is not a TCP port (0 turns gRPC off)")
+    app = create_app(settings, grpc_host=host, grpc_port=grpc_port)
     logger.info("serving %s on http://%s:%d (execution_provider: %s)",
                 settings.model_repository, host, port, settings.execution_provider)
     uvicorn.run(app, host=host, port=port, loop="uvloop", http=bounded_protocol(settings.limits),
@@ -103,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
                                           "config/gateway.yaml)")
     serve_parser.add_argument("--host", help="address to listen on (default: server.host)")
     serve_parser.add_argument("--port", type=int, help="port (default: server.port, 8000)")
+    serve_parser.add_argument("--grpc-port", type=int,
+                              help="gRPC port (default: server.grpc_port, 8001; 0: no gRPC)")
     from gateway.rollout.command import add_rollout_arguments
 
     add_rollout_arguments(rollout_parser)

@@ -135,16 +135,32 @@ class Gateway:
         self.feedback.sync(self.registry.repository)
 
 
-def create_app(settings: Settings, admin_token: str | None = None) -> Starlette:
-    """The ASGI app; `admin_token` defaults to env GATEWAY_ADMIN_TOKEN (no token: no admin)."""
+def create_app(settings: Settings, admin_token: str | None = None, grpc_host: str = "",
+               grpc_port: int = 0) -> Starlette:
+    """The ASGI app; `admin_token` defaults to env GATEWAY_ADMIN_TOKEN (no token: no admin).
+    With `grpc_port` (`gateway serve` passes server.grpc_port) the gRPC API is served too, on
+    the same event loop, started and stopped with the app (0: no gRPC, as in-process apps)."""
     gateway = Gateway(settings)
+    grpc_server = None
+    if grpc_port:
+        from gateway.grpc.server import GrpcServer
+        from gateway.grpc.service import InferenceService
+
+        grpc_server = GrpcServer(
+            InferenceService(gateway.registry, settings.limits, gateway.live, gateway.pipeline,
+                             gateway.tracing),
+            settings, grpc_host or settings.server.host, grpc_port)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gateway.start()
         try:
+            if grpc_server is not None:
+                await grpc_server.start()
             yield
         finally:
+            if grpc_server is not None:  # HTTP has drained; gRPC's calls finish, then stop
+                await grpc_server.stop()
             await gateway.stop()
 
     endpoints = Endpoints(gateway.registry, settings.limits, gateway.live, gateway.pipeline,

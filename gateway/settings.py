@@ -26,6 +26,8 @@ class ServerSettings:
     """Address to listen on."""
     port: int = 8000
     """TCP port to listen on."""
+    grpc_port: int = 8001
+    """TCP port of the gRPC API (inference.GRPCInferenceService), as Triton's; 0 turns it off."""
     shutdown_grace_s: float = 30.0
     """On SIGTERM, how long in-flight and queued requests may take to finish before exit."""
     access_log: bool = False
@@ -226,6 +228,9 @@ def _validate(settings: Settings) -> None:
             raise ConfigError(f"batching.{name}: must be at least 1")
     if not 1 <= settings.server.port <= 65535:
         raise ConfigError(f"server.port: {settings.server.port} is not a TCP port")
+    if not 0 <= settings.server.grpc_port <= 65535:
+        raise ConfigError(f"server.grpc_port: {settings.server.grpc_port} is not a TCP port "
+                          "(0 turns gRPC off)")
     if settings.drift.window_rows < 1:
         raise ConfigError("drift.window_rows: must be at least 1")
     rates = [("drift.false_alarm_rate", settings.drift.false_alarm_rate)]

@@ -137,10 +137,12 @@ def bench_config(work_dir: Path, name: str, **settings: Any) -> Path:
 
 
 def start_gateway(name: str, config: Path, work_dir: Path,
-                  env: dict[str, str] | None = None) -> Server:
+                  env: dict[str, str] | None = None, grpc_port: int = 0) -> Server:
+    """A gateway on a free port; gRPC only on `grpc_port` when given (8001 is everyone's)."""
     port = free_port()
     return Server(name, [sys.executable, "-m", "gateway", "serve", "--config", str(config),
-                         "--host", "127.0.0.1", "--port", str(port)], port, work_dir, env)
+                         "--host", "127.0.0.1", "--port", str(port),
+                         "--grpc-port", str(grpc_port)], port, work_dir, env)
 
 
 def alternate(servers: list[tuple[str, Server]], measure: Callable[[Server], T],

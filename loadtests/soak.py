@@ -70,7 +70,7 @@ def main() -> int:
         with log_path.open("wb") as log:
             gateway = subprocess.Popen(
                 [sys.executable, "-m", "gateway", "serve", "--config", str(work / "gateway.yaml"),
-                 "--host", "127.0.0.1", "--port", str(port)],
+                 "--host", "127.0.0.1", "--port", str(port), "--grpc-port", "0"],
                 cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                 env={**os.environ, "GATEWAY_ADMIN_TOKEN": ""})
             try:

@@ -119,7 +119,7 @@ def _decode_inputs(doc: dict[str, Any], header: bytes, binary: memoryview, max_e
         if known_inputs is not None and name not in known_inputs:
             raise BadRequest(f"unknown input {shown(name)}; the model takes "
                              f"{', '.join(repr(n) for n in sorted(known_inputs))}")
-        count = _element_count(name, shape, max_elements)
+        count = element_count(name, shape, max_elements)
         size = params.get("binary_data_size")
         if size is not None:
             part = _binary_part(name, size, binary, offset)
@@ -185,7 +185,7 @@ def _tensor_header(raw: Any, position: int) -> tuple[str, Datatype, list[int], d
     return name, datatype, shape, _mapping(raw.get("parameters"), f"input {shown(name)} parameters")
 
 
-def _element_count(name: str, shape: list[int], max_elements: int) -> int:
+def element_count(name: str, shape: list[int], max_elements: int) -> int:
     """The tensor's element count, within the limit. An empty tensor's other dimensions count
     too: NumPy refuses a shape like [0, 10**12, 10**12] whose non-zero product overflows."""
     count = math.prod(shape)

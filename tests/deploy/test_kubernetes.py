@@ -97,6 +97,12 @@ def test_probes_and_drain_timing_match_the_gateway() -> None:
     assert pod["terminationGracePeriodSeconds"] >= pre_stop_s + settings.server.shutdown_grace_s
     assert gateway["ports"][0]["containerPort"] == settings.server.port
     assert manifest("Service")["spec"]["ports"][0]["targetPort"] == "http"
+    # The gRPC API beside HTTP: container port 8001 named grpc, and the Service names it too.
+    assert gateway["ports"][1] == {"name": "grpc", "containerPort": settings.server.grpc_port,
+                                   "protocol": "TCP"}
+    assert settings.server.grpc_port == 8001
+    assert manifest("Service")["spec"]["ports"][1] == {
+        "name": "grpc", "port": 8001, "targetPort": "grpc", "protocol": "TCP"}
 
 
 def test_the_routing_configmap_is_mounted_where_the_config_reads_it() -> None:
@@ -171,7 +177,7 @@ def test_the_rollout_controller_may_patch_the_routing_configmap_and_nothing_else
     service = manifest("Service")
     name = service["metadata"]["name"]
     assert args[args.index("--kubernetes-service") + 1] == f"$(NAMESPACE)/{name}"
-    assert [p["name"] for p in service["spec"]["ports"]] == ["http"]
+    assert [p["name"] for p in service["spec"]["ports"]] == ["http", "grpc"]
     role = manifest("Role", "gateway-rollout")
     assert role["rules"] == [{"apiGroups": [""], "resources": ["configmaps"],
                               "resourceNames": ["gateway-routing"], "verbs": ["get", "patch"]},

@@ -30,15 +30,20 @@ class GatewayProcess(Server):
 
     def __init__(self, config: Path | None, log_dir: Path,
                  env: dict[str, str] | None = None, wrap: list[str] | None = None,
-                 port: int | None = None) -> None:
+                 port: int | None = None, grpc: bool = False) -> None:
         """`wrap`: a command the gateway's is appended to (e.g. `unshare ...`); `port`: a
-        given port (a replica restarted where it was), else a free one."""
+        given port (a replica restarted where it was), else a free one; `grpc`: serve gRPC
+        too, on a free port (`grpc_url`), else not at all (the default port 8001 is shared by
+        every gateway the tests start)."""
         port = port or free_port()
         self.url = f"127.0.0.1:{port}"
+        self.grpc_port = free_port() if grpc else 0
+        self.grpc_url = f"127.0.0.1:{self.grpc_port}"
         super().__init__(f"gateway-{port}", [
             *(wrap or []), sys.executable, "-m", "gateway", "serve",
             *(["--config", str(config)] if config else []),
-            "--host", "127.0.0.1", "--port", str(port)], port, log_dir, env)
+            "--host", "127.0.0.1", "--port", str(port), "--grpc-port", str(self.grpc_port)],
+            port, log_dir, env)
 
     def listening(self) -> bool:
         try:

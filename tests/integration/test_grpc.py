@@ -1,0 +1,235 @@
+"""Stock gRPC clients (tritonclient.grpc: sync, async callbacks and grpc.aio) against a real
+`gateway serve`: health, metadata, repository index and inference, unpinned and pinned, with a
+sticky key in the metadata; errors as status codes with HTTP's messages; hostile messages
+refused with bounded memory."""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.grpc.aio as aioclient
+import yaml
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+from tritonclient.utils import InferenceServerException
+
+from tests.conftest import MODEL, ConfigWriter, add_model, sample_rows, shipped_config, slow_model
+from tests.integration.conftest import Start
+from tests.integration.server import GatewayProcess
+from tests.integration.test_hostile import rss_bytes
+from tests.integration.test_shutdown import wait_for_inflight
+from tests.integration.test_tritonclient import direct
+
+STICKY = "x-user-id"
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    """The shipped config with version 2 loaded at weight 0 and a sticky key, gRPC on."""
+    folder = tmp_path_factory.mktemp("grpc")
+    config = shipped_config(folder)
+    routing = config.parent / "routing.yaml"
+    policy = yaml.safe_load(routing.read_text())
+    policy["models"][MODEL]["traffic"].append({"version": 2, "weight": 0})
+    policy["models"][MODEL]["sticky_key"] = STICKY
+    routing.write_text(yaml.safe_dump(policy))
+    server = GatewayProcess(config, folder, grpc=True)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def client(deployed: GatewayProcess) -> grpcclient.InferenceServerClient:
+    return grpcclient.InferenceServerClient(deployed.grpc_url)
+
+
+def rows_input(rows: np.ndarray, module: Any = grpcclient) -> list[Any]:
+    tensor = module.InferInput("input", list(rows.shape), "FP32")
+    tensor.set_data_from_numpy(rows)
+    return [tensor]
+
+
+def check_answer(result: Any, version: int, rows: np.ndarray) -> None:
+    expected = direct(version, rows)
+    assert result.get_response().model_version == str(version)
+    np.testing.assert_array_equal(result.as_numpy("label"), expected["label"])
+    np.testing.assert_allclose(result.as_numpy("probabilities"), expected["probabilities"],
+                               rtol=1e-6, atol=1e-7)
+
+
+def test_health_metadata_and_repository_index(client: grpcclient.InferenceServerClient,
+                                              deployed: GatewayProcess) -> None:
+    assert client.is_server_live() and client.is_server_ready()
+    assert client.is_model_ready(MODEL) and client.is_model_ready(MODEL, "2")
+    assert not client.is_model_ready("no-such-model") and not client.is_model_ready(MODEL, "9")
+    assert "binary_tensor_data" in client.get_server_metadata().extensions
+    meta = client.get_model_metadata(MODEL, as_json=True)
+    assert meta["platform"] == "onnxruntime_onnx" and meta["versions"] == ["1", "2"]
+    assert meta["inputs"] == [{"name": "input", "datatype": "FP32", "shape": ["-1", "30"]}]
+    assert client.get_model_metadata(MODEL, "2", as_json=True)["versions"] == ["2"]
+    index = client.get_model_repository_index(as_json=True)["models"]
+    http_index = deployed.request("POST", "/v2/repository/index").json()
+    assert [(m["name"], m["version"], m.get("state")) for m in index] == [
+        (m["name"], m["version"], m["state"]) for m in http_index]
+    assert {(m["version"], m["state"]) for m in index} >= {("1", "READY"), ("2", "READY")}
+    with grpc.insecure_channel(deployed.grpc_url) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        assert health.Check(health_pb2.HealthCheckRequest()).status == \
+            health_pb2.HealthCheckResponse.SERVING
+
+
+def test_sync_client_unpinned_pinned_and_sticky(client: grpcclient.InferenceServerClient,
+                                                deployed: GatewayProcess) -> None:
+    rows = sample_rows(5, seed=3)
+    check_answer(client.infer(MODEL, rows_input(rows)), 1, rows)
+    check_answer(client.infer(MODEL, rows_input(rows), model_version="2"), 2, rows)
+    sticky = client.infer(MODEL, rows_input(rows), headers={STICKY: "user-7"},
+                          request_id="req-9")
+    check_answer(sticky, 1, rows)
+    assert sticky.get_response().id == "req-9"
+    # typed contents instead of raw, and one output asked for
+    request = service_pb2.ModelInferRequest(model_name=MODEL, model_version="2")
+    tensor = request.inputs.add(name="input", datatype="FP32", shape=list(rows.shape))
+    tensor.contents.fp32_contents.extend(rows.ravel().tolist())
+    request.outputs.add(name="label")
+    with grpc.insecure_channel(deployed.grpc_url) as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        response, call = stub.ModelInfer.with_call(request, metadata=((STICKY, "u"),
+                                                                      ("x-request-id", "r-1")))
+    assert [o.name for o in response.outputs] == ["label"]
+    label = np.frombuffer(response.raw_output_contents[0], np.int64)
+    np.testing.assert_array_equal(label, direct(2, rows)["label"])
+    trailing = dict(call.trailing_metadata())
+    assert trailing["x-model-version"] == "2" and trailing["x-request-id"] == "r-1"
+    assert trailing["x-model-route"] == "pinned"
+    assert deployed.metric(f'gateway_requests_total{{code="200",model="{MODEL}",'
+                           'route="pinned",version="2"}') == 2
+
+
+def test_async_callback_client(client: grpcclient.InferenceServerClient) -> None:
+    answers: queue.Queue[Any] = queue.Queue()
+    batches = [sample_rows(n + 1, seed=n) for n in range(8)]
+    for n, rows in enumerate(batches):
+        client.async_infer(MODEL, rows_input(rows), partial_callback(answers, n),
+                           model_version="2" if n % 2 else "", headers={STICKY: f"u{n}"})
+    got = dict(answers.get(timeout=30) for _ in batches)
+    for n, rows in enumerate(batches):
+        result, error = got[n]
+        assert error is None
+        check_answer(result, 2 if n % 2 else 1, rows)
+
+
+def partial_callback(answers: queue.Queue[Any], n: int) -> Any:
+    return lambda result, error: answers.put((n, (result, error)))
+
+
+def test_aio_client(deployed: GatewayProcess) -> None:
+    async def scenario() -> None:
+        client = aioclient.InferenceServerClient(deployed.grpc_url)
+        try:
+            assert await client.is_server_ready()
+            rows = [sample_rows(n + 1, seed=10 + n) for n in range(16)]
+            results = await asyncio.gather(*(
+                client.infer(MODEL, rows_input(r, aioclient), headers={STICKY: "k"},
+                             model_version="" if n % 4 else "2")
+                for n, r in enumerate(rows)))
+            for n, (r, result) in enumerate(zip(rows, results, strict=True)):
+                check_answer(result, 1 if n % 4 else 2, r)
+            index = await client.get_model_repository_index(as_json=True)
+            assert index["models"]
+        finally:
+            await client.close()
+
+    asyncio.run(scenario())
+
+
+def test_errors_are_status_codes_with_the_http_messages(
+        client: grpcclient.InferenceServerClient, deployed: GatewayProcess) -> None:
+    narrow = np.zeros((1, 29), np.float32)
+    cases = [(MODEL, "", narrow, "StatusCode.INVALID_ARGUMENT", 400),
+             ("no-such-model", "", narrow, "StatusCode.NOT_FOUND", 404),
+             (MODEL, "9", narrow, "StatusCode.NOT_FOUND", 404)]
+    for model, version, rows, status, http_status in cases:
+        with pytest.raises(InferenceServerException) as raised:
+            client.infer(model, rows_input(rows), model_version=version)
+        assert raised.value.status() == status
+        path = f"/v2/models/{model}" + (f"/versions/{version}" if version else "") + "/infer"
+        reply = deployed.request("POST", path, b'{"inputs": [{"name": "input", "shape": [1, 29]'
+                                               b', "datatype": "FP32", "data": [' +
+                                 b",".join([b"0"] * 29) + b"]}]}")
+        assert reply.status == http_status
+        assert raised.value.message() == reply.json()["error"]
+    with pytest.raises(InferenceServerException) as raised:
+        client.get_model_config(MODEL)
+    assert raised.value.status() == "StatusCode.UNIMPLEMENTED"
+    assert "ModelMetadata" in str(raised.value.message())
+
+
+def test_hostile_messages_are_refused_with_bounded_memory(deployed: GatewayProcess) -> None:
+    before = rss_bytes(deployed)
+    with grpc.insecure_channel(deployed.grpc_url, options=[
+            ("grpc.max_send_message_length", -1)]) as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        lying = service_pb2.ModelInferRequest(model_name=MODEL)
+        lying.inputs.add(name="input", datatype="FP32", shape=[4000, 30])
+        lying.raw_input_contents.append(b"\0" * 120)  # one row's bytes under 4000 rows' shape
+        huge_shape = service_pb2.ModelInferRequest(model_name=MODEL)
+        huge_shape.inputs.add(name="input", datatype="FP32", shape=[10**9, 10**9])
+        huge_shape.inputs[0].contents.fp32_contents.append(1.0)
+        typed = service_pb2.ModelInferRequest(model_name=MODEL)
+        typed.inputs.add(name="input", datatype="FP32", shape=[1000, 30])
+        typed.inputs[0].contents.fp32_contents.extend([0.0] * 30)
+        for message, fragment in ((lying, "binary_data_size is 120"),
+                                  (huge_shape, "the limit is"), (typed, "has 30")):
+            with pytest.raises(grpc.RpcError) as raised:
+                stub.ModelInfer(message)
+            assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert fragment in raised.value.details()
+        big = service_pb2.ModelInferRequest(model_name=MODEL)
+        big.inputs.add(name="input", datatype="FP32", shape=[1, 30])
+        big.raw_input_contents.append(b"\0" * (9 * 1024 * 1024))  # over max_body_bytes, 8 MiB
+        for _ in range(5):
+            with pytest.raises(grpc.RpcError) as raised:
+                stub.ModelInfer(big)
+            assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert rss_bytes(deployed) - before < 64 * 1024 * 1024
+    assert grpcclient.InferenceServerClient(deployed.grpc_url).is_server_live()
+
+
+def test_sigterm_drains_grpc_calls_in_flight(model_repo: Path, write_config: ConfigWriter,
+                                            start: Start) -> None:
+    """A call its client gives up on counts as 499; calls accepted before SIGTERM are
+    answered; the process then exits cleanly."""
+    add_model(model_repo, "slow", 1, slow_model(layers=400))
+    config = write_config(model_repo, routing={"models": {}},
+                          server={"shutdown_grace_s": 30},
+                          batching={"max_queue_size": 64, "execution": "thread"},
+                          drift={"enabled": False})
+    server = start(config, grpc=True)
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    answers: queue.Queue[Any] = queue.Queue()
+    rows = np.random.default_rng(0).random((8000, 30), dtype=np.float32)
+    with pytest.raises(InferenceServerException, match="Deadline"):
+        client.infer("slow", rows_input(rows), client_timeout=0.05)
+    settle_s = time.monotonic() + 30
+    while server.metric('gateway_requests_total{code="499",model="slow",route="split",'
+                        'version="1"}') != 1:
+        assert time.monotonic() < settle_s, server.request("GET", "/metrics").body[-3000:]
+        time.sleep(0.05)
+    for n in range(4):
+        client.async_infer("slow", rows_input(rows), partial_callback(answers, n))
+    wait_for_inflight(server, 4)
+    server.process.send_signal(signal.SIGTERM)
+    got = dict(answers.get(timeout=60) for _ in range(4))
+    assert all(error is None for _, error in got.values()), got
+    assert server.process.wait(timeout=60) in (0, -15)
