@@ -217,36 +217,3 @@ def class_mix(malignant: float, rows: int, windows: int, seed: int = 0,
         flagged += sum(f["drifted"] for f in report)
         total += len(report)
     return flagged / total
-
-
-def alert_run(reference: dict[str, Any], rows_per_minute: int, minutes: int,
-              for_minutes: int = 15, seed: int = 0, scenario: Scenario | None = None,
-              window_rows: int = 5000, full_window: bool = False, **rule: float) -> list[int]:
-    """The minutes at which a `for:`-style alert on `gateway_drift_drifted` would fire: a
-    simulated stream of `rows_per_minute` rows, drawn without drift (or from `scenario` from
-    minute 0), folded into one monitor and its report read once a minute, as Prometheus
-    evaluates the rules; a feature's alert fires when its flag has been up at `for_minutes` + 1
-    consecutive evaluations over a window of at least 500 rows, once per episode. With
-    `full_window`, only when those minutes also brought a full window of new rows (the shipped
-    rule: config/prometheus/rules.yml)."""
-    from gateway.observability.drift.monitor import DriftMonitor
-    from gateway.observability.drift.stats import DriftRule
-
-    rng = np.random.default_rng(seed)
-    drift_rule = DriftRule(**rule)
-    monitor = DriftMonitor(reference, window_rows=window_rows)
-    held = np.zeros(len(reference["features"]), dtype=np.int64)
-    fired: list[int] = []
-    if full_window and rows_per_minute * for_minutes < window_rows:
-        return fired  # the rule never sees a window's worth of rows in its span
-    for minute in range(minutes):
-        rows = (scenario(rng, rows_per_minute)[0] if scenario is not None
-                else reference_rows(rng, rows_per_minute))
-        monitor.ingest(rows)
-        report = monitor.report(drift_rule)
-        up = np.array([f["drifted"] for f in report["features"]]) & (
-            report["window_rows"] >= 500)
-        held = np.where(up, held + 1, 0)
-        if np.any(held == for_minutes + 1):
-            fired.append(minute)
-    return fired

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from loadtests.drift_scenarios import SCENARIOS, alert_run, profile, reference_rows
+from loadtests.drift_regimes import alert_run
+from loadtests.drift_scenarios import SCENARIOS, profile, reference_rows
 
 
 @pytest.fixture(scope="module")
