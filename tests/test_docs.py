@@ -116,7 +116,8 @@ def _families(text: str) -> dict[str, tuple[str, set[str]]]:
 def _documented_metrics() -> dict[str, tuple[str, set[str]]]:
     return {name: (cells[0], set() if cells[1] == "none" else
                    {label.strip() for label in cells[1].split(",")})
-            for name, cells in _rows("metrics.md").items() if name.startswith("gateway_")}
+            for name, cells in _rows("metrics.md").items()
+            if name.startswith(("gateway_", "process_"))}
 
 
 def _gateway_metrics(write_config: ConfigWriter, tmp_path: Path) -> str:

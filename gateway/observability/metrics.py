@@ -17,7 +17,7 @@ import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -74,6 +74,9 @@ class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        # process_start_time_seconds among them: the rollout controller tells a restarted
+        # replica by it, even when its counters climbed past their old values between checks.
+        ProcessCollector(registry=r)
         self.requests = Counter(REQUESTS, "Inference requests answered.",
                                 ["model", "version", "route", "code"], registry=r)
         self.request_duration = Histogram(

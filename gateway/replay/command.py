@@ -29,6 +29,10 @@ BELOW, CANNOT = 1, 2
 
 def run_replay(folder: Path, model: str, version: int, settings: Settings, against: str | None,
                as_json: bool, min_agreement: float | None) -> int:
+    if min_agreement is not None and not 0.0 <= min_agreement <= 1.0:  # NaN is neither
+        print(f"gateway replay: --min-agreement {min_agreement}: expected a share from 0 to 1 "
+              "(0.99 for 99%)", file=sys.stderr)
+        return CANNOT
     try:
         files = capture_files(folder)
         repository = scan_repository(settings.model_repository)

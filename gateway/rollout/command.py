@@ -10,6 +10,7 @@ import argparse
 import signal
 import sys
 import threading
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -47,13 +48,26 @@ def add_rollout_arguments(parser: argparse.ArgumentParser) -> None:
                         help="serve the controller's own /metrics on this port")
 
 
-def fetch_metrics(urls: list[str], timeout_s: float = 5.0) -> Scrape:
-    """Every replica's /metrics; OSError when one cannot be read (a partial sum would
-    undercount the evidence, so the round holds)."""
+def fetch_metrics(urls: list[str], timeout_s: float = 5.0,
+                  limit_bytes: int = 64 * 2**20) -> Scrape:
+    """Every replica's /metrics; OSError when one cannot be read within `timeout_s` in all (a
+    replica that trickles its answer does not hold the controller, nor its SIGTERM), or is
+    larger than `limit_bytes` (a partial sum would undercount the evidence, so the round
+    holds)."""
     texts = {}
     for url in urls:
+        deadline = time.monotonic() + timeout_s
         with urllib.request.urlopen(url, timeout=timeout_s) as reply:
-            texts[url] = reply.read().decode()
+            chunks: list[bytes] = []
+            size = 0
+            while chunk := reply.read1(65536):
+                chunks.append(chunk)
+                size += len(chunk)
+                if time.monotonic() > deadline:
+                    raise OSError(f"{url}: not read whole within {timeout_s:g} s")
+                if size > limit_bytes:
+                    raise OSError(f"{url}: more than {limit_bytes} bytes")
+        texts[url] = b"".join(chunks).decode()
     return parse_metrics(texts)
 
 

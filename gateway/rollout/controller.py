@@ -22,6 +22,7 @@ Decided here, where the contract is silent:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -33,7 +34,7 @@ from typing import Any, TextIO
 from gateway.errors import ConfigError
 from gateway.rollout.decide import HOLD, Decision, Stand, decide, stamp, stand
 from gateway.rollout.evidence import Gains, Scrape, Series, evidence, since
-from gateway.rollout.gates import Evidence, GateResult, judge
+from gateway.rollout.gates import Evidence, GateResult, judge, unjudged
 from gateway.rollout.metrics import RolloutMetrics
 from gateway.rollout.stats import quantile_from_buckets
 from gateway.rollout.store import FileStore, PolicyStore
@@ -90,6 +91,7 @@ class Controller:
     _gains: Gains | None = None
     _steps: dict[str, _StepStart] = field(default_factory=dict)
     _known: list[str | None] = field(default_factory=list)
+    _progressed: dict[tuple[str, int], int] = field(default_factory=dict)
     _repository: tuple[Fingerprint, Repository] | None = None
     _idle_said: bool = False
 
@@ -120,22 +122,38 @@ class Controller:
             return self.decisions
         self._idle_said = False
         found = self._scrape()
-        writable = not self.dry_run
+        writable = True
         for model, entry in rollouts.items():
             where = stand(entry)
             step_evidence = self._evidence(model, where, found)
+            progressed = self._progress(model, where)
             decision = decide(where, judge_step(where, step_evidence),
-                              self._elapsed(model, where), self.clock())
-            if decision.writes and writable:
-                decision, text, token, writable = self._write(store, text, token, model,
-                                                              decision)
+                              self._elapsed(model, where), self.clock(), progressed)
+            if decision.writes and not self.dry_run:
+                if writable:
+                    decision, text, token, writable = self._write(store, text, token, model,
+                                                                  decision)
+                else:  # an earlier write of this check failed: this decision is not written
+                    decision = decision.superseded(
+                        f"{decision.decision} not written: the routing file changed under an "
+                        "earlier write of this check; reading it again next check")
             self._emit(self._line(model, where, decision, step_evidence))
         return self.decisions
+
+    def _progress(self, model: str, where: Stand) -> int | None:
+        """The furthest weighted step this controller has seen the canary progressing at (so a
+        rollback by hand that also removed the status, as `git checkout` does, is still one)."""
+        key = (model, where.plan.canary)
+        if where.finished:
+            self._progressed.pop(key, None)
+        elif where.step is not None and where.step >= 1:
+            self._progressed[key] = max(self._progressed.get(key, 0), where.step)
+        return self._progressed.get(key)
 
     def _scrape(self) -> Gains | str:
         try:
             scrape = self.read()
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, UnicodeError) as exc:
             return f"metrics unreadable ({exc})"
         if self._gains is None or self.once:
             self._gains = Gains(from_zero=self.once)
@@ -203,6 +221,10 @@ class Controller:
         if not isinstance(found, str):
             line["versions"] = [summary(plan.baseline, found.baseline),
                                 summary(plan.canary, found.canary)]
+        elif not decision.gates:  # every gate's row all the same, and why it says nothing
+            line["gates"] = [g.as_json() for g in unjudged(plan, where.judged_as_shadow)]
+            if found not in decision.reason:
+                line["reason"] = f"{decision.reason} ({found})"
         return line
 
     def _hold_all(self, reason: str) -> None:
@@ -213,7 +235,10 @@ class Controller:
     def _emit(self, line: dict[str, Any]) -> None:
         self.decisions.append(line)
         if self.metrics is not None and line.get("model") is not None:
-            self.metrics.record(line)
+            try:
+                self.metrics.record(line)
+            except Exception:  # its own gauges must never stop the controller
+                logger.exception("could not count decision %s", line)
         if self.out is not None:
             self.out.write(json.dumps(line) + "\n")
             self.out.flush()
@@ -227,7 +252,8 @@ class Controller:
                 self.evaluate()
             except Exception as exc:  # unattended: say why, hold, try again
                 logger.exception("evaluation failed; holding until the next check")
-                self._hold_all(f"evaluation failed ({type(exc).__name__}: {exc})")
+                with contextlib.suppress(Exception):
+                    self._hold_all(f"evaluation failed ({type(exc).__name__}: {exc})")
             if self.once:
                 return
             sleep(check_s)

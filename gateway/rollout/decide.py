@@ -123,9 +123,11 @@ def stamp(now_s: float) -> str:
 
 
 def decide(where: Stand, results: Sequence[GateResult] | str, elapsed_s: float,
-           now_s: float) -> Decision:
+           now_s: float, progressed: int | None = None) -> Decision:
     """The next move. `results`: the gates judged on the step's evidence, or why there is no
-    evidence (metrics that could not be read); `elapsed_s`: the step's age."""
+    evidence (metrics that could not be read); `elapsed_s`: the step's age; `progressed`: the
+    furthest weighted step the caller has seen this canary at (a rollback by hand that also
+    removed the status is still one)."""
     plan = where.plan
     gates = tuple(results) if not isinstance(results, str) else ()
     before = (where.step, where.weight)
@@ -146,13 +148,17 @@ def decide(where: Stand, results: Sequence[GateResult] | str, elapsed_s: float,
 
     current = where.status
     if where.finished and current is not None:
+        legacy = ("" if current.canary is not None else
+                  f" (this status names no canary: an older controller wrote it; add `canary: "
+                  f"<the version it released>` to it once if that was not {plan.canary})")
         return hold(DONE, f"rollout already {current.state}; name another canary in the "
-                          "block to start the next one")
-    if (where.weight == 0 and current is not None and current.state == PROGRESSING
-            and current.step is not None and current.step >= 1):
-        return move(BY_HAND, current.step, 0, ROLLED_BACK,
-                    f"rolled back by hand: the canary's weight was set to 0 at step "
-                    f"{current.step}", weights=False)
+                          f"block to start the next one{legacy}")
+    reached = max(current.step or 0 if current is not None and current.state == PROGRESSING
+                  else 0, progressed or 0)
+    if where.weight == 0 and reached >= 1:
+        return move(BY_HAND, reached, 0, ROLLED_BACK,
+                    f"rolled back by hand: the canary's weight was set to 0 at step {reached}",
+                    weights=False)
     if where.before_first:
         first = min(plan.steps[0], where.full)
         if first == where.full:

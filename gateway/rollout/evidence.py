@@ -71,7 +71,16 @@ class Scrape:
         return {s[0] for s in self.counters} | {s[0] for s in self.gauges} | set(self.starts)
 
 
-def _wanted(name: str, labels: Mapping[str, str]) -> bool:
+def _wanted(name: str, labels: Mapping[str, str], value: float) -> bool:
+    """Whether a sample is evidence; a value that is no count (NaN, infinite, negative) or a
+    bucket without a bound is never taken (one bad scrape must not poison the gains)."""
+    if not math.isfinite(value) or (name in COUNTERS and value < 0):
+        return False
+    if name == DURATION_BUCKETS:
+        try:
+            float(labels["le"])
+        except (KeyError, ValueError):
+            return False
     if name in (REQUESTS, DURATION_BUCKETS):
         return labels.get("route") in ROUTED
     return name in COUNTERS or name in GAUGES
@@ -85,9 +94,9 @@ def parse_metrics(texts: Mapping[str, str]) -> Scrape:
     for source, text in texts.items():
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
-                if sample.name == PROCESS_START:
+                if sample.name == PROCESS_START and math.isfinite(sample.value):
                     starts[source] = sample.value
-                elif _wanted(sample.name, sample.labels):
+                elif _wanted(sample.name, sample.labels, sample.value):
                     series = (source, sample.name, tuple(sorted(sample.labels.items())))
                     target = gauges if sample.name in GAUGES else counters
                     target[series] = sample.value
@@ -111,9 +120,24 @@ def query_prometheus(url: str, timeout_s: float = 10.0) -> Scrape:
             raise OSError(f"prometheus refused {selector!r}: {answer.get('error')}")
         for found in answer["data"]["result"]:
             labels = {k: v for k, v in found["metric"].items() if k != "__name__"}
+            value = float(found["value"][1])
+            if not _wanted(name, labels, value):
+                continue
             series = (labels.get("instance", ""), name, tuple(sorted(labels.items())))
-            (gauges if name in GAUGES else counters)[series] = float(found["value"][1])
-    return Scrape(counters, gauges)
+            (gauges if name in GAUGES else counters)[series] = value
+    return Scrape(counters, gauges, _start_times(url, timeout_s))
+
+
+def _start_times(url: str, timeout_s: float) -> dict[str, float]:
+    """Each gateway instance's process start time, so that a restart is seen even when its
+    counters climbed past their old values between two checks."""
+    query = f"{PROCESS_START} and on (instance) group by (instance) ({REQUESTS})"
+    address = f"{url.rstrip('/')}/api/v1/query?" + urllib.parse.urlencode({"query": query})
+    with urllib.request.urlopen(address, timeout=timeout_s) as reply:
+        answer = json.load(reply)
+    return {found["metric"].get("instance", ""): float(found["value"][1])
+            for found in answer.get("data", {}).get("result", [])
+            if math.isfinite(float(found["value"][1]))}
 
 
 class Gains:

@@ -43,6 +43,9 @@ MIN_REQUESTS_FLOOR = 200
 P99_ROWS = 100
 """Successful baseline requests the latency gate needs before it reads the baseline's p99: with
 fewer, the p99 is the slowest request, not a quantile."""
+BASELINE_BAND_ALPHA = 0.5
+"""How wide a band the baseline's p99 is read with to pass (see `_latency`): about one
+standard deviation, enough to keep a canary at the limit promoted within alpha in simulation."""
 SLOW_SHARE = 0.01
 """Share of the canary's answers that may be slower than `max_p99_ratio` x the baseline's p99:
 the canary's p99 is within the ratio exactly when at most 1% of its answers are slower."""
@@ -151,14 +154,30 @@ def _latency(limit: float, gates: Gates, alpha: float, baseline: Evidence,
     the floor). Read between the buckets (`stats.share_above`); where the
     +Inf bucket leaves it open, failing counts only what is surely slower and passing counts
     everything that may be, so two versions both past the last bound wait, never pass."""
-    answered = _successes(canary) + canary.errors
-    if _successes(baseline) < P99_ROWS or not answered:
+    # 5xx count as slow, but only the canary's 5xx beyond the baseline's own share: an equal
+    # canary sharing the baseline's errors would otherwise always read slow (a baseline with
+    # 0.8% 5xx left no room under 1%), and the errors gate judges the 5xx themselves. Clipped
+    # at 0, so noise in the two shares never makes a canary look faster than its successes.
+    b_answers = _successes(baseline) + baseline.errors
+    b_error_share = baseline.errors / b_answers if b_answers else 0.0
+    c_answers = _successes(canary) + canary.errors
+    errors = max(0.0, canary.errors - b_error_share * c_answers)
+    answered = c_answers
+    b_successes = _successes(baseline)
+    if b_successes < P99_ROWS or not answered:
         return _interval(LATENCY, WAIT, baseline.requests, answered, None, SLOW_SHARE)
-    p99_low, p99_high = tail_quantile(baseline.duration_bounds, baseline.duration_counts,
-                                      SLOW_SHARE)
+    # The baseline's p99 is itself an estimate: to pass, read it where the band's high share of
+    # the baseline lies above (a faster bound, so the canary reads slower). Otherwise a canary
+    # exactly at the limit is promoted whenever the baseline's sample happens to run slow (13%
+    # of the time, simulated). Failing reads it plainly: equal canaries were never failed.
+    band = proportion(round(SLOW_SHARE * b_successes), int(b_successes), BASELINE_BAND_ALPHA,
+                      center=SLOW_SHARE)
+    p99_low = tail_quantile(baseline.duration_bounds, baseline.duration_counts,
+                            min(max(band.high, SLOW_SHARE), 0.5))[0]
+    p99_high = tail_quantile(baseline.duration_bounds, baseline.duration_counts, SLOW_SHARE)[1]
     bounds, counts = canary.duration_bounds, canary.duration_counts
-    surely = canary.errors + share_above(bounds, counts, limit * p99_high, surely=True)
-    maybe = canary.errors + share_above(bounds, counts, limit * p99_low, surely=False)
+    surely = errors + share_above(bounds, counts, limit * p99_high, surely=True)
+    maybe = errors + share_above(bounds, counts, limit * p99_low, surely=False)
     slow = proportion(surely, answered, alpha, center=SLOW_SHARE)
     maybe_slow = proportion(maybe, answered, alpha, center=SLOW_SHARE)
     fewest = min(baseline.requests, canary.requests)
@@ -255,6 +274,21 @@ def judge(plan: RolloutPlan, baseline: Evidence, canary: Evidence,
             continue
         results.append(gate.judge(limit, plan.gates, share, baseline, canary))
     return results
+
+
+def unjudged(plan: RolloutPlan, shadow_step: bool) -> list[GateResult]:
+    """Every gate that judge() would judge, as a wait with no numbers: what a person is shown
+    when there is no evidence to judge (metrics that could not be read)."""
+    return [GateResult(gate.name, WAIT, 0, 0, None, None, None,
+                       _shown_threshold(gate, limit))
+            for gate in GATES
+            if (limit := _limit(plan.gates, gate)) is not None
+            and (gate.at_shadow_step if shadow_step else gate.at_weighted_steps)]
+
+
+def _shown_threshold(gate: Gate, limit: float) -> float:
+    """The threshold a gate's row shows (what its estimate is compared with)."""
+    return {ACCURACY: -limit, LATENCY: SLOW_SHARE}.get(gate.name, limit)
 
 
 def verdict_of(results: Sequence[GateResult]) -> str:

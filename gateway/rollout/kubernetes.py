@@ -75,8 +75,11 @@ def replica_metrics_urls(api: KubernetesApi, namespace: str, service: str,
     selector = urllib.parse.urlencode({"labelSelector": f"kubernetes.io/service-name={service}"})
     found = api.request("GET", f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/"
                                f"endpointslices?{selector}")
-    urls = []
-    for item in found.get("items", []):
+    by_pod: dict[str, str] = {}
+    # IPv4 slices first: a dual-stack Service lists each pod in one slice per family, and a pod
+    # read twice would count its evidence twice.
+    items = sorted(found.get("items", []), key=lambda i: i.get("addressType") == "IPv6")
+    for item in items:
         port = next((p.get("port") for p in item.get("ports") or []
                      if p.get("name") == port_name), None)
         if port is None:
@@ -85,7 +88,11 @@ def replica_metrics_urls(api: KubernetesApi, namespace: str, service: str,
         for endpoint in item.get("endpoints") or []:
             if (endpoint.get("conditions") or {}).get("ready") is False:
                 continue  # starting, or on its way out: not serving, so no evidence
-            for address in endpoint.get("addresses") or []:
-                host = f"[{address}]" if six else address
-                urls.append(f"http://{host}:{port}{path}")
-    return sorted(set(urls))
+            addresses = endpoint.get("addresses") or []
+            if not addresses:
+                continue
+            reference = endpoint.get("targetRef") or {}
+            host = f"[{addresses[0]}]" if six else addresses[0]
+            pod = str(reference.get("uid") or reference.get("name") or f"{host}:{port}")
+            by_pod.setdefault(pod, f"http://{host}:{port}{path}")
+    return sorted(set(by_pod.values()))

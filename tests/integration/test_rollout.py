@@ -241,7 +241,7 @@ def test_a_slow_canary_is_rolled_back_on_latency(model_repo: Path, write_config:
         assert server.request("POST", f"/v2/models/{MODEL}/versions/1/infer", body).status == 200
     done = controller(config, server, "--once")
     decision = json.loads(done.stdout.strip().splitlines()[-1])
-    assert decision["decision"] == "rollback", decision
+    assert decision["decision"] == "rollback", (decision["gates"], decision["versions"])
     gate = decision["gates"][0]
     assert gate["gate"] == "latency" and gate["verdict"] == "fail"
     assert (gate["n_baseline"], gate["n_canary"]) == (served["1"], served["5"])

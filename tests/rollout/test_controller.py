@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client import generate_latest
 
 from gateway.rollout.controller import Controller
 from gateway.rollout.evidence import parse_metrics
@@ -259,3 +260,80 @@ def test_with_nothing_to_roll_out_it_idles(tmp_path: Path, repository: Path,
     assert out.getvalue() == ""
     said = [r for r in caplog.records if "no model" in r.getMessage()]
     assert len(said) == 1  # said once
+
+
+def test_with_its_own_metrics_nothing_it_reads_stops_it(tmp_path: Path,
+                                                        repository: Path) -> None:
+    """Review finding 1: with --port (as shipped on Kubernetes) a file that could not be read
+    made a line without a weight, which the controller's gauges choked on, and it exited."""
+    ctl, fleet, _out = controller(tmp_path, repository, README_PLAN, metrics=RolloutMetrics())
+    ctl.evaluate()
+    aside = fleet.routing.with_name("aside.yaml")
+    fleet.routing.rename(aside)
+    ctl.run(10, stop=lambda: fleet.now > 1_800_000_050, sleep=lambda s: fleet.serve(s))
+    aside.rename(fleet.routing)
+    ctl.run(10, stop=lambda: fleet.now > 1_800_000_100, sleep=lambda s: fleet.serve(s))
+    assert ctl.metrics is not None
+    text = generate_latest(ctl.metrics.registry).decode()
+    assert f'gateway_rollout_decisions_total{{decision="hold",model="{MODEL}"}}' in text
+    # Review finding 2: every decision's series exists at 0 from the model's first line, so
+    # increase() sees the first rollback.
+    assert (f'gateway_rollout_decisions_total{{decision="rollback",model="{MODEL}"}} 0.0'
+            in text)
+
+
+def test_after_a_lost_write_no_later_decision_is_logged_as_written(
+        tmp_path: Path, repository: Path) -> None:
+    """Review finding 5: the first model's write loses a race; the second model's start must
+    not be logged (nor counted) as if written."""
+    two = README_PLAN + README_PLAN.split("models:\n", 1)[1].replace(MODEL, OTHER)
+    ctl, fleet, out = controller(tmp_path, repository, two, metrics=RolloutMetrics())
+
+    class RacedOnce(FileStore):
+        def write(self, token: str, text: str) -> str | None:
+            return None
+
+    ctl.store = RacedOnce(fleet.routing)
+    ctl.evaluate()
+    decisions = {line["model"]: line for line in lines(out)}
+    assert [decisions[m]["decision"] for m in (MODEL, OTHER)] == ["hold", "hold"]
+    assert decisions[OTHER]["weight"] == 0 and "not written" in str(decisions[OTHER]["reason"])
+    assert ctl.metrics is not None
+    assert ctl.metrics.canary_weight.labels(OTHER)._value.get() == 0
+
+
+def test_a_rollback_by_git_checkout_stands_too(tmp_path: Path, repository: Path) -> None:
+    """Review findings 7 and 15: the person restores the file as committed (canary 0, no
+    status) after the canary reached step 2 by hand; recorded as a rollback by hand at step 2,
+    never started again."""
+    ctl, fleet, _out = controller(tmp_path, repository, README_PLAN)
+    original = fleet.routing.read_text()
+    ctl.evaluate()
+    assert fleet.weights() == {1: 95, 2: 5}
+    fleet.routing.write_text(fleet.routing.read_text().replace("weight: 95}", "weight: 75}")
+                             .replace("weight: 5}", "weight: 25}"))
+    fleet.serve(10)
+    ctl.evaluate()
+    fleet.routing.write_text(original)  # git checkout -- config/routing.yaml
+    for _ in range(5):
+        fleet.serve(10)
+        ctl.evaluate()
+    assert fleet.weights() == {1: 100, 2: 0}
+    status = fleet.status()
+    assert status is not None and (status["state"], status["step"]) == ("rolled_back", 2)
+
+
+def test_unreadable_metrics_still_show_every_gate(tmp_path: Path, repository: Path) -> None:
+    """Review finding 11: --once --dry-run with metrics out of reach showed "(no gate set)"."""
+    routing = README_PLAN.replace("gates: {accuracy_margin: 0.02}",
+                                  "gates: {accuracy_margin: 0.02, max_p99_ratio: 1.5}")
+    ctl, _fleet, out = controller(tmp_path, repository, routing, dry_run=True)
+
+    def unreachable():  # type: ignore[no-untyped-def]
+        raise OSError("connection refused")
+
+    ctl.read = unreachable
+    ctl.evaluate()
+    line = next(lines(out))
+    assert [g["gate"] for g in line["gates"]] == ["latency", "accuracy"]  # type: ignore[index]
+    assert "connection refused" in str(line["reason"])

@@ -102,3 +102,42 @@ def test_once_counts_each_replicas_totals() -> None:
     read({"a": a, "b": b}, gains)
     found = evidence(gains.gained, {}, (MODEL, 1), 5000)
     assert (found.labelled, found.correct) == (15, 14)
+
+
+def test_a_bad_scrape_is_skipped_and_never_poisons_the_gains() -> None:
+    """Review finding 9: one scrape with a NaN counter (or a bucket without `le`) wedged every
+    later check on `cannot convert float NaN to integer`."""
+    good = Replica()
+    good.serve(2, 10)
+    gains = Gains()
+    read({"a": good}, gains)
+    bad = good.text().replace('version="2"} 10', 'version="2"} NaN', 1)
+    bad += ('gateway_request_duration_seconds_bucket{model="breast cancer",route="split",'
+            'version="2"} 3\n')
+    gains.observe(parse_metrics({"a": bad}))
+    evidence(gains.gained, gains.gauges, (MODEL, 2), 5000)  # no exception
+    good.serve(2, 5)
+    read({"a": good}, gains)
+    assert evidence(gains.gained, {}, (MODEL, 2), 5000).requests == 5
+
+
+def test_a_dual_stack_service_lists_each_pod_once() -> None:
+    """Review finding 13: one EndpointSlice per address family listed every pod twice."""
+    from typing import Any
+
+    from gateway.rollout.kubernetes import KubernetesApi, replica_metrics_urls
+
+    class Api(KubernetesApi):
+        def request(self, method: str, path: str, body: bytes | None = None,
+                    content_type: str | None = None,
+                    timeout_s: float = 10.0) -> dict[str, Any]:
+            pod = {"targetRef": {"kind": "Pod", "name": "gateway-a", "uid": "u1"},
+                   "conditions": {"ready": True}}
+            return {"items": [
+                {"addressType": "IPv6", "ports": [{"name": "http", "port": 8000}],
+                 "endpoints": [{**pod, "addresses": ["fd00::5"]}]},
+                {"addressType": "IPv4", "ports": [{"name": "http", "port": 8000}],
+                 "endpoints": [{**pod, "addresses": ["10.0.0.5"]}]}]}
+
+    assert replica_metrics_urls(Api("http://api", None, None), "ml", "gateway") == [
+        "http://10.0.0.5:8000/metrics"]

@@ -65,3 +65,16 @@ def test_clearly_worse_canaries_are_rolled_back_by_their_gate() -> None:
         for _ in range(10):
             outcome = simulate(README_PLAN, BASELINE, canary, TRAFFIC, rng)
             assert outcome.state == ROLLED_BACK and gate in outcome.failed, (gate, outcome)
+
+
+def test_equal_canaries_sharing_the_baselines_5xx_are_not_failed_by_latency() -> None:
+    """The review's case: both versions answer 0.8% (and 1.2%) 5xx. Counting every canary 5xx as
+    slow against 1% failed all of them on latency; only the canary's 5xx beyond the baseline's
+    count now, and the errors gate judges the 5xx."""
+    rng = np.random.default_rng(3)
+    plan = _single_step(Gates(max_p99_ratio=1.5, max_error_rate_increase=0.01, min_requests=200))
+    for error_rate in (0.008, 0.012):
+        equal = dataclasses.replace(BASELINE, error_rate=error_rate)
+        outcomes = [simulate(plan, equal, equal, TRAFFIC, rng) for _ in range(20)]
+        failed = [o.failed for o in outcomes if o.failed]
+        assert len(failed) / 20 <= plan.alpha, (error_rate, failed)
