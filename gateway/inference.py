@@ -201,7 +201,8 @@ class InferencePipeline:
         finally:
             deployment.inflight -= 1
             trace.batch_spans(model, decision.version_label)
-        self._drift.observe(model, version, request.inputs, results)
+        self._drift.observe(model, version, request.inputs, results,
+                            pinned=decision.route == PINNED)
         if decision.route != PINNED and decision.policy is not None and decision.policy.shadow:
             shadows = [v for v in choose_shadows(decision.policy) if v != version]
             if shadows:

@@ -30,6 +30,7 @@ FEEDBACK_ROWS = "gateway_feedback_rows_total"
 FEEDBACK_CORRECT = "gateway_feedback_correct_rows_total"
 PREDICTION_PSI = "gateway_prediction_drift_psi"
 DRIFT_ROWS = "gateway_drift_rows_total"
+DRIFT_PINNED_ROWS = "gateway_drift_window_pinned_rows"
 """Names the rollout controller reads (gateway.rollout.gates and .evidence): one spelling for
 the writer and the reader."""
 

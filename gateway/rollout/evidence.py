@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.observability.metrics import (
+    DRIFT_PINNED_ROWS,
     DRIFT_ROWS,
     FEEDBACK_CORRECT,
     FEEDBACK_ROWS,
@@ -52,7 +53,7 @@ Series = tuple[str, str, Labels]
 DURATION_BUCKETS = f"{REQUEST_DURATION}_bucket"
 PROCESS_START = "process_start_time_seconds"
 COUNTERS = (REQUESTS, DURATION_BUCKETS, FEEDBACK_ROWS, FEEDBACK_CORRECT, SHADOW_ROWS, DRIFT_ROWS)
-GAUGES = (PREDICTION_PSI,)
+GAUGES = (PREDICTION_PSI, DRIFT_PINNED_ROWS)
 ROUTED = frozenset({"split", "flag"})
 """The routes that are evidence; `pinned` is not."""
 
@@ -208,9 +209,14 @@ def evidence(gained: Mapping[Series, float], gauges: Mapping[Series, float], key
             drift_rows[source] = drift_rows.get(source, 0.0) + value
     fresh = {source for source, rows in drift_rows.items() if rows >= full_window_rows}
     psi: dict[str, float] = {}
-    for (source, _, pairs), value in gauges.items():
+    for (source, name, pairs), value in gauges.items():  # a window holding pinned rows: wait
         labels = dict(pairs)
-        if (source in fresh and labels.get("model") == model
+        if (name == DRIFT_PINNED_ROWS and value > 0 and labels.get("model") == model
+                and labels.get("version") == version):
+            fresh.discard(source)
+    for (source, name, pairs), value in gauges.items():
+        labels = dict(pairs)
+        if (name == PREDICTION_PSI and source in fresh and labels.get("model") == model
                 and labels.get("version") == version and not math.isnan(value)):
             output = labels.get("output", "")
             psi[output] = max(psi.get(output, -math.inf), value)

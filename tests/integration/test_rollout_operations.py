@@ -350,3 +350,44 @@ def test_on_kubernetes_the_replicas_are_found_behind_the_service(
     gate = decision["gates"][0]
     assert gate["n_baseline"] == gate["n_canary"] == 2000  # both ready replicas, added up
     assert 'state: "rolled_back"' in api.text
+
+
+def test_pinned_rows_in_the_canarys_drift_window_are_no_evidence(
+        write_config: ConfigWriter, start: Start) -> None:
+    """Review finding 4: a QA load pinned to the canary (uniform noise, as the locustfile
+    sends) filled its drift window, and the drift gate rolled it back with no routed request
+    at all. The window's pinned rows are counted; the gate waits while it holds any."""
+    import numpy as np
+
+    config = write_config(routing=routing(5).replace(
+        "gates: {accuracy_margin: 0.02}", "gates: {max_prediction_psi: 0.2}"),
+        drift={"window_rows": 200, "report_interval_s": 0.05})
+    server = start(config)
+    noise = np.random.default_rng(0).uniform(0, 3000, (400, 30)).astype(np.float32)
+    for row in noise:
+        body = orjson.dumps({"inputs": [{"name": "input", "shape": [1, 30], "datatype": "FP32",
+                                         "data": row.tolist()}]})
+        assert server.request("POST", f"/v2/models/{MODEL}/versions/2/infer", body).status == 200
+    wait_for_metric(server, f'gateway_drift_window_pinned_rows{{model="{MODEL}",version="2"}}',
+                    200.0)
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway", "rollout", "--config", str(config), "--metrics",
+         f"http://{server.url}/metrics", "--once"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    decision = json.loads(done.stdout.strip().splitlines()[-1])
+    assert decision["decision"] == "hold", decision
+    assert decision["gates"][0]["gate"] == "prediction_drift"
+    assert decision["gates"][0]["verdict"] == "wait"
+    # Routed rows push the pinned ones out of the window: then it is evidence again.
+    rows = sample_rows(10, seed=5)
+    body = orjson.dumps({"inputs": [{"name": "input", "shape": [10, 30], "datatype": "FP32",
+                                     "data": rows.ravel().tolist()}]})
+    canary_rows = 0
+    for user in range(20_000):
+        reply = server.request("POST", f"/v2/models/{MODEL}/infer", body,
+                               {"x-user-id": f"u{user}"})
+        canary_rows += 10 if reply.headers.get("x-model-version") == "2" else 0
+        if canary_rows >= 300:
+            break
+    wait_for_metric(server, f'gateway_drift_window_pinned_rows{{model="{MODEL}",version="2"}}',
+                    0.0)

@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector
 from gateway.observability.drift.monitor import DriftMonitor
 from gateway.observability.drift.tracked import Tracked
 from gateway.observability.metrics import (
+    DRIFT_PINNED_ROWS,
     DRIFT_ROWS,
     PREDICTION_PSI,
     FamilyTable,
@@ -36,6 +37,7 @@ class DriftCollector(Collector):
             key = [tracked.model, str(tracked.version)]
             f["dropped"].add_metric(key, tracked.dropped_rows)
             f["rows"].add_metric(key, tracked.reported_rows)
+            f["pinned"].add_metric(key, tracked.pinned_in_window)
             f["threshold"].add_metric(key, tracked.rule.psi_floor)
             f["failed"].add_metric(key, tracked.failed_folds)
             if tracked.window_bins is not None:
@@ -90,6 +92,9 @@ _FAMILIES: FamilyTable = {
                   _VERSION),
     "dropped": (CounterMetricFamily, "gateway_drift_dropped_rows_total",
                 "Rows not monitored because the drift buffer was full.", _VERSION),
+    "pinned": (GaugeMetricFamily, DRIFT_PINNED_ROWS,
+               "Rows of pinned requests in the drift window (as of the report the gauges show): "
+               "the rollout's drift gate waits while there are any.", _VERSION),
     "rows": (CounterMetricFamily, DRIFT_ROWS,
              "Rows taken into the drift window, as of the report the drift gauges show (a "
              "window of N rows holds only rows taken after this counter's value minus N).",

@@ -100,8 +100,10 @@ class DriftService:
     def tracked(self, model: str, version: int) -> bool:
         return (model, version) in self._tracked
 
-    def observe(self, model: str, version: int, inputs: Tensors, outputs: Tensors) -> None:
-        """On the request path: queue references to the arrays, or count them dropped."""
+    def observe(self, model: str, version: int, inputs: Tensors, outputs: Tensors,
+                pinned: bool = False) -> None:
+        """On the request path: queue references to the arrays, or count them dropped.
+        `pinned`: the rows of a pinned request (monitored, and marked for the rollout)."""
         tracked = self._tracked.get((model, version))
         if tracked is None:
             return
@@ -119,6 +121,9 @@ class DriftService:
         if tracked.buffered_rows + rows > self.max_buffer_rows:
             tracked.dropped_rows += rows
             return
+        if pinned:
+            first = tracked.ingested_rows + tracked.buffered_rows
+            tracked.pinned.append((first, first + rows))
         tracked.buffer.append((features, outputs))
         tracked.buffered_rows += rows
 
@@ -194,6 +199,7 @@ class DriftService:
             for tracked in list(self._tracked.values()):
                 tracked.report = tracked.monitor.report(tracked.rule)
                 tracked.reported_rows = tracked.ingested_rows
+                tracked.count_pinned()
                 tracked.window_bins = tracked.monitor.features.total().bins.copy()
 
     async def report(self, model: str, version: int) -> DriftReport | None:
@@ -206,6 +212,7 @@ class DriftService:
             await self._drain([tracked], report=False)  # rows still gathering count too
             doc = tracked.report = tracked.monitor.report(tracked.rule)
             tracked.reported_rows = tracked.ingested_rows
+            tracked.count_pinned()
             tracked.window_bins = tracked.monitor.features.total().bins.copy()
         return DriftReport(model=model, version=str(version), window_rows=doc["window_rows"],
                            reference_rows=doc["reference_rows"], features=doc["features"],

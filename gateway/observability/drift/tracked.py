@@ -30,6 +30,12 @@ class Tracked:
     failed_folds: int = 0
     ingested_rows: int = 0
     """Rows taken into the monitor since it began."""
+    pinned: deque[tuple[int, int]] = field(default_factory=deque)
+    """(first, end) positions, in `ingested_rows` terms, of rows from pinned requests."""
+    pinned_in_window: int = 0
+    """Rows of pinned requests in the window when `report` was made (a pinned caller, such as
+    a replay or a load test, is no rollout evidence: the rollout's drift gate waits while the
+    window holds any)."""
     reported_rows: int = 0
     """`ingested_rows` when `report` was made: the window the gauges show holds only rows
     taken after `reported_rows - window_rows` (the rollout's drift gate reads it)."""
@@ -39,3 +45,12 @@ class Tracked:
 
     def __post_init__(self) -> None:
         self.width = len(self.monitor.feature_names)
+
+    def count_pinned(self) -> None:
+        """`pinned_in_window` as of now (at a report), forgetting marks the window has left."""
+        start = self.ingested_rows - self.monitor.features.window_rows
+        while self.pinned and self.pinned[0][1] <= start:
+            self.pinned.popleft()
+        self.pinned_in_window = sum(min(end, self.ingested_rows) - max(first, start)
+                                    for first, end in self.pinned
+                                    if min(end, self.ingested_rows) > max(first, start))
