@@ -55,6 +55,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from gateway.observability.drift import profile
+
 MODEL_NAME = "breast-cancer"
 SPLIT_SEED = 0
 TEST_FRACTION = 0.2
@@ -178,22 +180,17 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def numeric_profile(name: str, values: np.ndarray, rounded: bool = False) -> dict[str, Any]:
-    """Ten bins at the reference deciles; NaN counted apart (README "Model repository").
-    `rounded`: the values come out of a model's float arithmetic, so their edges are rounded as
-    parameters are (the features' edges are quantiles of exact float32 data and need no
-    rounding)."""
-    finite = values[~np.isnan(values)]
-    edges = np.quantile(finite, np.linspace(0, 1, BINS + 1)[1:-1])
-    if rounded:
-        edges = significant(edges)
-    counts = np.bincount(np.searchsorted(edges, finite, side="right"), minlength=BINS)
-    return {"name": name, "kind": "numeric", "edges": [float(e) for e in edges],
-            "counts": [int(c) for c in counts], "nan": int(np.isnan(values).sum())}
+    """The library's profile (gateway.observability.drift.profile, README "Drift monitor"):
+    ten bins at the reference deciles, a value holding a tenth of the rows a bin of its own,
+    NaN counted apart. `rounded`: the values come out of a model's float arithmetic, so their
+    edges are rounded as parameters are (the features' edges are quantiles of exact float32
+    data and need no rounding)."""
+    return profile.numeric_profile(name, values,
+                                   edge_digits=SIGNIFICANT_DIGITS if rounded else None)
 
 
 def categorical_profile(name: str, values: np.ndarray, categories: list[int]) -> dict[str, Any]:
-    counts = [int((values == c).sum()) for c in categories]
-    return {"name": name, "kind": "categorical", "categories": categories, "counts": counts}
+    return profile.categorical_profile(name, values, categories)
 
 
 def export_onnx(estimator: Any, n_features: int) -> bytes:
