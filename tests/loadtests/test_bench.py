@@ -15,9 +15,10 @@ from tests.conftest import ROOT
 
 TITLES = ("1. onnxruntime called directly", "2. gateway vs reference app", "3. latency at a paced",
           "4. batching off vs on", "5. gateway memory", "6. routing", "7. drift monitor",
-          "8. label feedback", "9. every feature", "10. drift detection",
-          "11. rollout controller", "11a. rollout controller", "11b. rollout controller",
-          "12a. prediction capture", "12b. replay of 100,000")
+          "8. label feedback", "9. every feature", "10. drift detection", "10b. drift flag",
+          "10c. drift pages", "11. rollout controller", "11a. rollout controller",
+          "11b. rollout controller", "12a. prediction capture", "12b. replay of 100,000",
+          "13. gRPC and HTTP")
 
 
 @pytest.fixture(autouse=True)
@@ -31,8 +32,8 @@ def test_every_table_is_measured_and_returned() -> None:
                              "--memory-requests", "1000", "--rounds", "1",
                              "--path-requests", "400"])
     tables = bench.run(args, show=lambda table: None)
-    assert [t.title.split(" ")[0] for t in tables] == [f"{n}." for n in range(1, 12)] + [
-        "11a.", "11b.", "12a.", "12b."]
+    assert [t.title.split(" ")[0] for t in tables] == [f"{n}." for n in range(1, 11)] + [
+        "10b.", "10c.", "11.", "11a.", "11b.", "12a.", "12b.", "13."]
     for table, title in zip(tables, TITLES, strict=True):
         assert table.title.startswith(title)
         assert table.rows and all(len(row) == len(table.header) for row in table.rows)
@@ -49,12 +50,12 @@ def test_every_table_is_measured_and_returned() -> None:
     detection = {row[0]: row[1:] for row in tables[9].rows}
     assert float(detection["a new category takes 2%"][0]) == 1.0  # flagged at 1,000 rows
     assert float(detection["no drift (false alarms per window)"][1]) <= 0.05
-    rollouts = {row[0]: row[1:] for row in tables[10].rows}
+    rollouts = {row[0]: row[1:] for row in tables[12].rows}
     assert list(rollouts) == ["equal (A/A)", "at the errors limit", "at the latency limit",
                               "at the accuracy limit", "at the shadow_agreement limit"]
-    assert all(float(row[-1][:-1]) >= 90 for row in tables[11].rows), tables[11].rows
-    assert tables[12].rows[0][2] == "hold" and float(tables[12].rows[0][0]) > 0
-    capture, replay = tables[13], tables[14]
+    assert all(float(row[-1][:-1]) >= 90 for row in tables[13].rows), tables[13].rows
+    assert tables[14].rows[0][2] == "hold" and float(tables[14].rows[0][0]) > 0
+    capture, replay = tables[15], tables[16]
     written = re.search(r"\(([\d,]+) records written, 0 dropped", capture.title)
     assert written and int(written[1].replace(",", "")) > 0, capture.title
     assert "agreement 100.00%" in replay.title and float(replay.rows[0][2][:-1]) > 0
@@ -69,3 +70,16 @@ def test_make_bench_runs_one_table_from_the_command_line() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1. onnxruntime called directly" in result.stdout
     assert "2. gateway vs reference app" not in result.stdout
+
+
+def test_the_grpc_table_runs_both_transports_without_errors() -> None:
+    args = bench.parse_args(["--tables", "13", "--duration", "1"])
+    (table,) = bench.run(args, show=lambda table: None)
+    assert table.title.startswith("13. gRPC and HTTP")
+    assert [(row[1], row[2]) for row in table.rows][:3] == [
+        ("HTTP JSON", "8"), ("gRPC typed", "8"), ("gRPC raw", "8")]
+    assert len(table.rows) == 14  # seven requests at 8 and 64 calls
+    errors, rps, cpu = (table.header.index(h) for h in ("errors", "req/s", "server CPU"))
+    assert all(row[errors] == "0" for row in table.rows), table.rows
+    assert all(float(row[rps].replace(",", "")) > 0 and float(row[cpu]) > 0
+               for row in table.rows), table.rows
