@@ -13,8 +13,9 @@ TOOLS  := wrk prometheus promtool haproxy
 .PHONY: serve check rollout replay demo test bench profile locust soak audit lint typecheck \
 	unit models lock clean
 
-# make serve fails before uvicorn's bare "address already in use" when the port is taken, and
-# says how to pick another: PORT, else server.port of the config (GATEWAY_CONFIG or config/).
+# make serve fails before uvicorn's or gRPC's bare "address already in use" when a port is taken,
+# and says how to pick others: PORT (HTTP) and GRPC_PORT, else the config's server.port and
+# server.grpc_port (GATEWAY_CONFIG or config/). PORT alone moves gRPC to PORT + 1.
 define PORT_FREE
 import socket, sys
 from gateway.errors import ConfigError
@@ -23,14 +24,19 @@ try:
     server = load_settings().server
 except ConfigError:
     sys.exit(0)  # gateway serve says what is wrong with the config
-port = int(sys.argv[1]) if len(sys.argv) > 1 else server.port
-with socket.socket(socket.AF_INET6 if ":" in server.host else socket.AF_INET) as probe:
-    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
-    try:
-        probe.bind((server.host, port))
-    except OSError as exc:
-        sys.exit(f"port {port} on {server.host} is in use ({exc.strerror}): a gateway may "
-                 f"already be running; choose another port: make serve PORT={port + 80}")
+http = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1] else server.port
+grpc = int(sys.argv[2]) if len(sys.argv) > 2 and sys.argv[2] else server.grpc_port
+for name, port in (("HTTP", http), ("gRPC", grpc)):
+    if not port:
+        continue  # gRPC off
+    with socket.socket(socket.AF_INET6 if ":" in server.host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((server.host, port))
+        except OSError as exc:
+            sys.exit(f"{name} port {port} on {server.host} is in use ({exc.strerror}): a "
+                     f"gateway may already be running; choose other ports: make serve "
+                     f"PORT={http + 80} GRPC_PORT={http + 81}")
 endef
 export PORT_FREE
 
@@ -47,9 +53,12 @@ $(VENV)/.test: $(BIN)/python pyproject.toml constraints.txt
 	$(PIP) --editable '.[test]'
 	touch $@ $(VENV)/.serve
 
-serve: $(VENV)/.serve        ## start the gateway on the shipped models and config/; PORT=8080 picks the port
-	@$(BIN)/python -c "$$PORT_FREE" $(PORT)
-	$(BIN)/gateway serve $(if $(PORT),--port $(PORT))
+# PORT alone moves gRPC beside it (PORT + 1), so a second gateway never collides on 8001.
+SERVE_GRPC_PORT = $(or $(GRPC_PORT),$(if $(PORT),$(shell echo $$(($(PORT) + 1)))))
+
+serve: $(VENV)/.serve        ## start the gateway on the shipped models and config/; PORT=8080 (GRPC_PORT=8081) picks the ports
+	@$(BIN)/python -c "$$PORT_FREE" "$(PORT)" "$(SERVE_GRPC_PORT)"
+	$(BIN)/gateway serve $(if $(PORT),--port $(PORT)) $(if $(SERVE_GRPC_PORT),--grpc-port $(SERVE_GRPC_PORT))
 
 check: $(VENV)/.serve        ## gateway check: config, routing and every model version it needs
 	$(BIN)/gateway check $(ARGS)
@@ -68,9 +77,9 @@ demo: $(VENV)/.serve         ## held-out traffic and true labels to make serve's
 	$(BIN)/gateway demo --minutes $(or $(MINUTES),10) $(if $(RATE),--rate $(RATE)) \
 		$(if $(PORT),--url http://127.0.0.1:$(PORT)) $(ARGS)
 
-test: lint typecheck unit    ## ruff, mypy and the whole pytest suite (~7 minutes on 2 cores)
+test: lint typecheck unit    ## ruff, mypy and the whole pytest suite (~12 minutes on 2 cores)
 
-bench: $(VENV)/.test         ## all 12 tables (~22 minutes); one table: make bench BENCH_ARGS="--tables 9"
+bench: $(VENV)/.test         ## all 13 tables (about half an hour); one table: make bench BENCH_ARGS="--tables 9"
 	$(BIN)/python -m loadtests.bench $(BENCH_ARGS)
 
 profile: $(VENV)/.test       ## py-spy tables: where the CPU goes with every feature on vs one version
@@ -92,10 +101,10 @@ lint: $(VENV)/.test
 typecheck: $(VENV)/.test
 	$(BIN)/mypy
 
-# pytest prints a dot per test as it goes (about 680 tests: 7 minutes on 2 cores, more on a busy
+# pytest prints a dot per test as it goes (about 820 tests: 12 minutes on 2 cores, more on a busy
 # machine); after it, which system tools were missing and so which tests were skipped.
 unit: $(VENV)/.test
-	@echo "pytest: about 680 tests, ~7 minutes on 2 cores; a dot per passed test, s per skipped"
+	@echo "pytest: about 820 tests, ~12 minutes on 2 cores; a dot per passed test, s per skipped"
 	@$(BIN)/pytest; status=$$?; missing=""; \
 	for tool in $(TOOLS); do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
 	if [ -n "$$missing" ]; then \

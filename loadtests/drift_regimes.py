@@ -1,6 +1,6 @@
-"""Drift regimes beyond the scenarios (issue 29): pages over simulated days rather than flags
-per window, rare categories on small windows, small references, point masses. Seeded NumPy
-through `DriftMonitor`; used by the tests and `make bench` table 10."""
+"""Drift regimes beyond the scenarios (README "Drift monitor"): pages over simulated days
+rather than flags per window, rare categories on small windows, small references, point masses.
+Seeded NumPy through `DriftMonitor`; used by the tests and `make bench` table 10."""
 
 from __future__ import annotations
 

@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=25, help="functions per table")
     parser.add_argument("--step", type=int, default=5,
                         help="the row of table 9 to profile against its first row (default: "
-                             "the 10%% shadow row, the issue's every-feature configuration)")
+                             "the 10%% shadow row: every release feature on)")
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()),
                         help="folder for the raw collapsed stacks")
     args = parser.parse_args(argv)

@@ -18,6 +18,7 @@ README's walk-throughs edit it.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -32,6 +33,10 @@ import yaml
 from loadtests.harness import write_gateway_config
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# A user who exported GATEWAY_CONFIG (README "Configuration") points `gateway` at their own,
+# edited config: the tests, and the gateways they start, never read it.
+os.environ.pop("GATEWAY_CONFIG", None)
 MODELS = ROOT / "models"
 MODEL = "breast-cancer"
 

@@ -154,7 +154,8 @@ class Controller:
         try:
             scrape = self.read()
         except (OSError, ValueError, UnicodeError) as exc:
-            return f"metrics unreadable ({exc})"
+            return (f"metrics unreadable ({exc}; is every --metrics URL a running gateway? by "
+                    "default, the gateway of --config on this machine)")
         if self._gains is None or self.once:
             self._gains = Gains(from_zero=self.once)
         self._gains.observe(scrape)

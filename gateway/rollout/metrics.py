@@ -36,5 +36,7 @@ class RolloutMetrics:
         if line.get("weight") is not None:
             self.canary_weight.labels(model).set(float(line["weight"]))
         self.decisions.labels(model, str(line["decision"])).inc()
+        if line["decision"] == "done":
+            return  # a finished rollout keeps showing the verdicts that finished it
         for gate in line.get("gates") or []:
             self.gate.labels(model, str(gate["gate"])).set(VERDICTS.get(gate["verdict"], 0))
