@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from gateway.observability.drift.profile import point_bin
+
 
 @dataclass(frozen=True)
 class Column:
@@ -94,7 +96,11 @@ def split_repeated_edges(edges: np.ndarray, counts: np.ndarray,
             if low > high:  # edges that are not quantiles: no bound holds
                 low, high = 0.0, bin_rows
             masses.append((len(new_counts), low, high))
-            new_edges += [value, float(np.nextafter(value, np.inf))]
+            low_edge, high_edge = point_bin(value)
+            if new_edges and low_edge <= new_edges[-1]:  # never overlap the edge below
+                low_edge = value
+            upper = edges[last + 1] if last + 1 < len(edges) else math.inf
+            new_edges += [low_edge, min(high_edge, float(np.nextafter(upper, -np.inf)))]
             new_counts += [(low + high) / 2, bin_rows - (low + high) / 2]
         i = last + 1
     return (np.array(new_edges), np.array(new_counts), tuple(masses))

@@ -27,11 +27,27 @@ def _rounded(values: np.ndarray, digits: int) -> np.ndarray:
     return np.array([float(f"{v:.{digits - 1}e}") for v in values], dtype=np.float64)
 
 
-def _point_edges(value: float, digits: int | None) -> tuple[float, float]:
-    """The edges of a point mass's own bin, [low, high): the value alone, or with `digits`,
-    every value that rounds to it at that many significant digits."""
-    if digits is None:
+POINT_TOLERANCE = 2.0**-22
+"""A point mass's bin holds every value within this share of it (four of float32's rounding
+steps): a model served in float32 sees 0.1 as 0.100000001 (a relative error under 6e-8), which
+a bin one float wide would miss, reading every such row as drift."""
+
+
+def point_bin(value: float) -> tuple[float, float]:
+    """The edges [low, high) of a point mass's own bin: the value and every value within
+    POINT_TOLERANCE of it (float32's rounding of it included)."""
+    spread = abs(value) * POINT_TOLERANCE
+    if spread == 0.0:
         return value, float(np.nextafter(value, np.inf))
+    return value - spread, value + spread
+
+
+def _point_edges(value: float, digits: int | None) -> tuple[float, float]:
+    """The edges of a point mass's own bin, [low, high): the value and its float32 rounding
+    (`point_bin`), or with `digits`, every value that rounds to it at that many significant
+    digits."""
+    if digits is None:
+        return point_bin(value)
     half = 0.5 * 10.0 ** (np.floor(np.log10(abs(value))) - (digits - 1)) if value else 1e-300
     low, high = _rounded(np.array([value - half, value + half]), digits + 2)
     return float(low), float(high)

@@ -152,3 +152,28 @@ def test_the_report_shows_the_adjusted_p_value_beside_the_flag() -> None:
             assert raw is not None and raw <= feature["p_value"]
             between += raw <= 0.01 < feature["p_value"]
     assert between > 0  # small raw p-values that the family does not flag exist
+
+
+@pytest.mark.parametrize("value", [0.1, -3.7, 1e12 + 0.3])
+def test_a_point_mass_holds_its_float32_rounding(value: float) -> None:
+    """Review of issue 29: a repeated value's bin was one float wide, so a model served in
+    float32 (0.1 arrives as 0.100000001) read every such row as drift, a page that never
+    stopped. The bin now holds the value within a millionth of it; a real move still shows."""
+    import numpy as np
+
+    from gateway.observability.drift import DriftMonitor, DriftRule
+    from gateway.observability.drift.profile import build_profile
+
+    rng = np.random.default_rng(7)
+
+    def column(rows: int, share: float) -> np.ndarray:
+        return np.where(rng.random(rows) < share, value, rng.normal(size=rows) + value)
+
+    reference = build_profile(column(20_000, 0.5).reshape(-1, 1), ["x"])
+    same = DriftMonitor(reference, window_rows=5000)
+    same.ingest(column(5000, 0.5).astype(np.float32).reshape(-1, 1))
+    assert not same.report(DriftRule())["features"][0]["drifted"]
+    if abs(value) < 1e6:  # float32 cannot tell 1e12 + noise from 1e12: nothing to move
+        moved = DriftMonitor(reference, window_rows=5000)
+        moved.ingest(column(5000, 0.3).astype(np.float32).reshape(-1, 1))
+        assert moved.report(DriftRule())["features"][0]["drifted"]
