@@ -177,3 +177,35 @@ def test_a_point_mass_holds_its_float32_rounding(value: float) -> None:
         moved = DriftMonitor(reference, window_rows=5000)
         moved.ingest(column(5000, 0.3).astype(np.float32).reshape(-1, 1))
         assert moved.report(DriftRule())["features"][0]["drifted"]
+
+
+def test_a_binary_flag_with_one_rare_level_holds_the_rate_on_small_windows() -> None:
+    """Review of issue 29: pooling rare bins did nothing when only one bin is rare (a flag at
+    2% on 60-row windows flagged 5.5% of windows at 1%); the pooled group now joins the
+    column's largest bin, and is tested on its own exactly (a Poisson tail), so a new category
+    is still seen."""
+    import logging
+
+    import numpy as np
+
+    from gateway.observability.drift import DriftMonitor, DriftRule
+
+    logging.disable(logging.WARNING)
+    try:
+        rng = np.random.default_rng(11)
+        profile = {"rows": 50_000, "features": [
+            {"name": f"flag{i}", "kind": "categorical", "categories": [0, 1],
+             "counts": [49_000, 1_000]} for i in range(10)]}
+        flagged = 0
+        for _ in range(300):
+            monitor = DriftMonitor(profile, window_rows=60)
+            monitor.ingest((rng.random((60, 10)) < 0.02).astype(np.float64))
+            flagged += any(f["drifted"] for f in monitor.report(DriftRule())["features"])
+        assert flagged / 300 <= 0.02
+        moved = DriftMonitor(profile, window_rows=60)
+        window = (rng.random((60, 10)) < 0.02).astype(np.float64)
+        window[:12, 0] = 2.0  # a value training never had, in a fifth of the rows
+        moved.ingest(window)
+        assert moved.report(DriftRule())["features"][0]["drifted"]
+    finally:
+        logging.disable(logging.NOTSET)
