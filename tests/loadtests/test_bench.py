@@ -61,6 +61,13 @@ def test_every_table_is_measured_and_returned() -> None:
     assert "agreement 100.00%" in replay.title and float(replay.rows[0][2][:-1]) > 0
     dropped = features.header.index("shadow dropped at 8")
     assert features.rows[5][dropped].endswith(tuple("0123456789"))  # the 10% shadow was sent
+    grpc = tables[-1]  # both transports, every request kind, no error
+    assert grpc.title.startswith("13. gRPC and HTTP")
+    assert {row[1] for row in grpc.rows} >= {"HTTP JSON", "gRPC typed", "gRPC raw"}
+    errors, rps, cpu = (grpc.header.index(h) for h in ("errors", "req/s", "server CPU"))
+    assert all(row[errors] == "0" for row in grpc.rows), grpc.rows
+    assert all(float(row[rps].replace(",", "")) > 0 and float(row[cpu]) > 0
+               for row in grpc.rows), grpc.rows
 
 
 def test_make_bench_runs_one_table_from_the_command_line() -> None:
@@ -70,16 +77,3 @@ def test_make_bench_runs_one_table_from_the_command_line() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1. onnxruntime called directly" in result.stdout
     assert "2. gateway vs reference app" not in result.stdout
-
-
-def test_the_grpc_table_runs_both_transports_without_errors() -> None:
-    args = bench.parse_args(["--tables", "13", "--duration", "1"])
-    (table,) = bench.run(args, show=lambda table: None)
-    assert table.title.startswith("13. gRPC and HTTP")
-    assert [(row[1], row[2]) for row in table.rows][:3] == [
-        ("HTTP JSON", "8"), ("gRPC typed", "8"), ("gRPC raw", "8")]
-    assert len(table.rows) == 14  # seven requests at 8 and 64 calls
-    errors, rps, cpu = (table.header.index(h) for h in ("errors", "req/s", "server CPU"))
-    assert all(row[errors] == "0" for row in table.rows), table.rows
-    assert all(float(row[rps].replace(",", "")) > 0 and float(row[cpu]) > 0
-               for row in table.rows), table.rows
