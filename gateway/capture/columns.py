@@ -6,8 +6,9 @@ it spends is taken from the event loop by the GIL; most of a record's cost was b
 dictionaries and calling orjson three times, not writing its numbers. Requests alike (same
 version and route, same input and output names, datatypes and shapes but the first dimension,
 no text, nothing redacted, nothing asked but everything) have their tensors concatenated, each
-column written by one orjson call and cut back into rows; a line is then its few varying parts
-(time, ids, row count, rows) joined to text made once per group.
+column written by one orjson call and cut back into rows (`json_row_texts`, the JSON tensor
+codec's row form); a line is then its few varying parts (time, ids, row count, rows) joined to
+text made once per group.
 """
 
 from __future__ import annotations
@@ -19,10 +20,8 @@ import numpy as np
 import orjson
 
 from gateway.capture.records import utc_bytes
-from gateway.tensors import datatype_of
+from gateway.protocol.json_tensor import datatype_name, json_row_texts, json_tensor_parts
 
-_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
-_SEPARATOR = b"],["
 Alike = tuple[float, str | None, str | None, Mapping[str, np.ndarray], Mapping[str, np.ndarray]]
 """One request of a group: time, request id, trace id, inputs, results."""
 
@@ -84,27 +83,19 @@ def _columns(tensors: list[Mapping[str, np.ndarray]], rows: list[int],
     n = len(tensors)
     if [tuple(t) for t in tensors].count(names) != n:
         return None
-    total = sum(rows)
     columns = []
     for name in names:
         arrays = [t[name] for t in tensors]
         dtype, tail = arrays[0].dtype, arrays[0].shape[1:]
-        if (dtype.kind in "OUSV" or (not dtype.isnative and dtype.itemsize > 1)
-                or [a.dtype for a in arrays].count(dtype) != n
+        if (dtype.kind in "OUSV" or [a.dtype for a in arrays].count(dtype) != n
                 or [a.shape[1:] for a in arrays].count(tail) != n
                 or [a.shape[0] for a in arrays] != rows):
             return None
-        merged = np.concatenate(arrays).reshape(total, -1)
-        if not merged.shape[1]:
+        texts = json_row_texts(np.concatenate(arrays))
+        if texts is None:
             return None
-        texts = orjson.dumps(merged, option=_OPTIONS)[2:-2].split(_SEPARATOR)
-        if len(texts) != total:
-            return None
-        datatype = datatypes[name] if datatypes is not None else datatype_of(arrays[0]).name
-        prefix = (b'{"name":' + orjson.dumps(name) + b',"datatype":' + orjson.dumps(datatype)
-                  + b',"shape":[')
-        shape_tail = b"".join(b",%d" % d for d in tail) + b'],"data":['
-        columns.append((prefix, shape_tail, texts))
+        datatype = datatypes[name] if datatypes is not None else datatype_name(arrays[0])
+        columns.append((*json_tensor_parts(name, datatype, tail), texts))
     return columns
 
 

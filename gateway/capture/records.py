@@ -3,7 +3,8 @@ of the file it goes to.
 
 Pure functions over what the request path handed over; the writer thread calls them, never the
 event loop. Every tensor is written as a V2 JSON tensor with flat `data`, whatever way it arrived
-(a binary tensor decoded), so every record reads alike:
+(HTTP JSON or binary, gRPC typed or raw contents: decoded alike), by the one JSON tensor codec
+(`gateway.protocol.json_tensor`), so every record reads alike:
 
     {"kind": "infer", "time": "2026-12-03T15:17:30.123456Z", "request_id": "req-17",
      "trace_id": null, "model": "breast-cancer", "version": 2, "route": "split",
@@ -12,7 +13,7 @@ event loop. Every tensor is written as a V2 JSON tensor with flat `data`, whatev
     {"kind": "feedback", "time": ..., "request_id": ..., "trace_id": ..., "model": ...,
      "feedback": [{"label": 1, "version": 2, "prediction": 0, "id": "req-17"}]}
 
-Limits of the JSON form, decided here: a float NaN or infinity is written `null` (JSON has
+Limits of the JSON form (the codec's): a float NaN or infinity is written `null` (JSON has
 neither; replay reads `null` back as NaN); a BYTES element that is not UTF-8 is written with
 U+FFFD in place of the bytes that are not (as the JSON response does). A redacted input keeps
 its name, datatype and shape, with `"data": null` and `"parameters": {"redacted": true}`.
@@ -28,9 +29,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from gateway.protocol.json_data import json_data
+from gateway.protocol.json_tensor import datatype_name, json_tensor
 from gateway.protocol.request import RequestedOutput
-from gateway.tensors import datatype_of
 
 INFER = "infer"
 FEEDBACK = "feedback"
@@ -77,21 +77,6 @@ def file_name(model: str, t: float) -> str:
     return f"{PREFIX}{name}-{stamp}{SUFFIX}"
 
 
-def tensor(name: str, datatype: str, array: np.ndarray) -> dict[str, Any]:
-    """One V2 JSON tensor with flat data, encoded as answers encode it."""
-    return {"name": name, "datatype": datatype, "shape": array.shape, "data": json_data(array)}
-
-
-_DATATYPE_NAMES: dict[np.dtype, str] = {}
-
-
-def _datatype(array: np.ndarray) -> str:
-    name = _DATATYPE_NAMES.get(array.dtype)
-    if name is None:
-        name = _DATATYPE_NAMES[array.dtype] = datatype_of(array).name
-    return name
-
-
 def redacted(name: str, datatype: str, array: np.ndarray) -> dict[str, Any]:
     return {"name": name, "datatype": datatype, "shape": array.shape, "data": None,
             "parameters": {"redacted": True}}
@@ -107,10 +92,11 @@ def infer_line(t: float, request_id: str | None, trace_id: str | None, model: st
     return _dumps({
         "kind": INFER, "time": utc_text(t), "request_id": request_id, "trace_id": trace_id,
         "model": model, "version": version, "route": route,
-        "inputs": [tensor(name, datatypes[name], array) if name not in redact
+        "inputs": [json_tensor(name, datatypes[name], array) if name not in redact
                    else redacted(name, datatypes[name], array)
                    for name, array in inputs.items()],
-        "outputs": [tensor(name, _datatype(results[name]), results[name]) for name in names],
+        "outputs": [json_tensor(name, datatype_name(results[name]), results[name])
+                    for name in names],
     })
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from gateway.errors import BadRequest, shown
-from gateway.tensors import Datatype
+from gateway.tensors import DATATYPES, Datatype
 
 _INT_KINDS = "iu"
 
@@ -28,6 +28,7 @@ does), float types int, float and bool (orjson makes exactly these types, so a s
 a complete check)."""
 _INT_TYPES = frozenset({int, bool})
 _NUMBER_TYPES = frozenset({int, float, bool})
+_NULLABLE_TYPES = _NUMBER_TYPES | {type(None)}
 
 
 SAFE_INFERENCE_BYTES = 1 << 20
@@ -120,15 +121,17 @@ def _ragged(name: str) -> BadRequest:
 
 
 def array_from_json(name: str, datatype: Datatype, data: Any, count: int,
-               trusted: bool) -> np.ndarray:
-    """The array of JSON `data`; `trusted`: NumPy may infer its type (whatever it infers is
-    checked below), else the elements' types are checked first."""
+                    trusted: bool, nulls: bool = False) -> np.ndarray:
+    """The flat array of JSON `data`; `trusted`: NumPy may infer its type (whatever it infers
+    is checked below), else the elements' types are checked first. `nulls`: a float tensor's
+    `null` is NaN (a capture record writes NaN and infinity so; a request may not)."""
     if not isinstance(data, list):
         data = [data]
     if datatype.is_bytes or not trusted:
         types = _leaf_types(name, data)
         allowed = _LEAF_TYPES.get(datatype.name) or (
-            _INT_TYPES if datatype.dtype.kind in _INT_KINDS else _NUMBER_TYPES)
+            _INT_TYPES if datatype.dtype.kind in _INT_KINDS else
+            _NULLABLE_TYPES if nulls else _NUMBER_TYPES)
         if not types <= allowed:
             raise _wrong_kind(name, datatype)
     try:
@@ -160,15 +163,51 @@ def array_from_json(name: str, datatype: Datatype, data: Any, count: int,
             raise BadRequest(f"input {shown(name)}: a value is outside the {datatype.name} "
                              f"range [{info.min}, {info.max}]")
     elif kind not in "biuf":  # None, an object, a list among numbers
+        if nulls and kind == "O":
+            return _with_nulls(name, datatype, array)
         raise _wrong_kind(name, datatype)
     elif datatype.dtype.itemsize < array.dtype.itemsize or kind in _INT_KINDS:
         # JSON numbers arrive as float64 or int64: a value past FP16's or FP32's range would
         # silently become infinity.
-        limit = np.finfo(datatype.dtype).max
-        if array.size and (array.max() > limit or array.min() < -limit):
-            raise BadRequest(f"input {shown(name)}: a value is outside the {datatype.name} "
-                             f"range (largest magnitude {float(limit):.6g})")
+        limit = _ROUNDS_TO_INFINITY[datatype.name]
+        if array.size and (array.max() >= limit or array.min() <= -limit):
+            raise _outside_floats(name, datatype)
     return array.astype(datatype.dtype, copy=False)
+
+
+def _float_limits() -> dict[str, float]:
+    """Per float datatype, the magnitude from which a float64 rounds to infinity: the largest
+    finite value plus half its spacing. Not the largest value itself: its shortest text (FP32's
+    "3.4028235e38", which answers and capture records write) reads back as a float64 a little
+    above it, and rounds to it."""
+    limits = {}
+    for datatype_name in ("FP16", "FP32", "FP64"):
+        dtype = np.dtype(DATATYPES[datatype_name].dtype)
+        largest = np.finfo(dtype).max
+        below = np.nextafter(largest, dtype.type(0))
+        limits[datatype_name] = float(largest) + (float(largest) - float(below)) / 2
+    return limits
+
+
+_ROUNDS_TO_INFINITY = _float_limits()
+
+
+def _outside_floats(name: str, datatype: Datatype) -> BadRequest:
+    largest = float(np.finfo(datatype.dtype).max)
+    return BadRequest(f"input {shown(name)}: a value is outside the {datatype.name} range "
+                      f"(largest magnitude {largest:.6g})")
+
+
+def _with_nulls(name: str, datatype: Datatype, array: np.ndarray) -> np.ndarray:
+    """The rare slow path of a float tensor read with `nulls`: NaN for each `null`, every
+    other element a number within the datatype's range."""
+    if not all(type(value) in _NULLABLE_TYPES for value in array):
+        raise _wrong_kind(name, datatype)
+    values = array.astype(np.float64)
+    limit = _ROUNDS_TO_INFINITY[datatype.name]
+    if np.any(np.abs(values[~np.isnan(values)]) >= limit):
+        raise _outside_floats(name, datatype)
+    return values.astype(datatype.dtype, copy=False)
 
 
 def _wrong_kind(name: str, datatype: Datatype) -> BadRequest:

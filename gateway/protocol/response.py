@@ -17,9 +17,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from gateway.protocol.json_data import json_data
+from gateway.protocol.json_tensor import datatype_name, json_tensor
 from gateway.protocol.request import RequestedOutput
-from gateway.tensors import datatype_of
 
 _JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
@@ -48,16 +47,14 @@ def encode_response(model_name: str, model_version: str, request_id: str | None,
     chunks: list[bytes | memoryview] = []
     for name, binary in wanted:
         array = results[name]
-        entry: dict[str, Any] = {"name": name, "datatype": datatype_of(array).name,
-                                 "shape": list(array.shape)}
-        if binary:
-            chunk = tensor_bytes(array)
-            entry["parameters"] = {"binary_data_size": len(chunk) if isinstance(chunk, bytes)
-                                   else chunk.nbytes}
-            chunks.append(chunk)
-        else:
-            entry["data"] = json_data(array)
-        outputs.append(entry)
+        if not binary:
+            outputs.append(json_tensor(name, datatype_name(array), array))
+            continue
+        chunk = tensor_bytes(array)
+        outputs.append({"name": name, "datatype": datatype_name(array), "shape": array.shape,
+                        "parameters": {"binary_data_size": len(chunk) if isinstance(chunk, bytes)
+                                       else chunk.nbytes}})
+        chunks.append(chunk)
     doc: dict[str, Any] = {"model_name": model_name, "model_version": model_version}
     if request_id is not None:
         doc["id"] = request_id

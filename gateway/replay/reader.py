@@ -31,10 +31,10 @@ from itertools import chain
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-import numpy as np
 import orjson
 
 from gateway.capture.records import FEEDBACK, GZIP_SUFFIX, INFER, PREFIX, SUFFIX
+from gateway.protocol.json_tensor import rows_from_json, tensor_from_json
 from gateway.tensors import DATATYPES, Tensors
 
 CHUNK_LINES = 1024
@@ -227,30 +227,29 @@ def _labels(items: list[Any], stats: CaptureStats) -> None:
 
 
 def decode_tensors(entries: list[dict[str, Any]]) -> tuple[Tensors, dict[str, str]]:
-    """V2 JSON tensors back to arrays (as serving decodes them: BYTES as str objects, `null`
-    as NaN); Redacted for a tensor without its data, ValueError for one that does not fit."""
+    """V2 JSON tensors back to arrays by the JSON tensor codec (`tensor_from_json`: as a
+    request's are decoded, BYTES as str objects, `null` as NaN); Redacted for a tensor without
+    its data, ValueError for one that does not fit."""
     arrays: Tensors = {}
     datatypes: dict[str, str] = {}
     try:
         for entry in entries:
-            data = entry["data"]
-            if data is None:
+            if entry["data"] is None:
                 raise Redacted(entry["name"])
-            datatype = DATATYPES[entry["datatype"]]
-            array = np.array(data, dtype=object if datatype.is_bytes else datatype.dtype)
-            name = entry["name"]
-            arrays[name] = array.reshape(entry["shape"])
-            datatypes[name] = datatype.name
-    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            name, datatype, array = tensor_from_json(entry)
+            arrays[name] = array
+            datatypes[name] = datatype
+    except (KeyError, TypeError) as exc:
         raise ValueError(f"not a V2 tensor: {exc}") from None
     return arrays, datatypes
 
 
 def decode_batch(docs: list[dict[str, Any]], field: str) -> tuple[Tensors, list[int]] | None:
     """The `field` tensors ("inputs" or "outputs") of all `docs` concatenated along the first
-    dimension, with one NumPy call per tensor name, and each document's first dimension: when
-    every document has the same names, datatypes and shapes but the first dimension, the same
-    first dimension in each of its tensors, and flat data. None otherwise (decode one by one)."""
+    dimension, decoded by the JSON tensor codec in one call per tensor name (`rows_from_json`),
+    and each document's first dimension: when every document has the same names, datatypes and
+    shapes but the first dimension, the same first dimension in each of its tensors, and flat
+    data. None otherwise (decode one by one)."""
     batch: Tensors = {}
     rows: list[int] = []
     try:
@@ -262,9 +261,8 @@ def decode_batch(docs: list[dict[str, Any]], field: str) -> tuple[Tensors, list[
             column = [doc[field][j] for doc in docs]
             shapes = [c["shape"] for c in column]
             tail = shapes[0][1:]
-            spec = DATATYPES[datatype]
             n = len(column)
-            if (spec.is_bytes or not shapes[0]
+            if (DATATYPES[datatype].is_bytes or not shapes[0]
                     or [c["name"] for c in column].count(name) != n
                     or [c["datatype"] for c in column].count(datatype) != n
                     or [shape[1:] for shape in shapes].count(tail) != n):
@@ -278,11 +276,9 @@ def decode_batch(docs: list[dict[str, Any]], field: str) -> tuple[Tensors, list[
             data = [c["data"] for c in column]
             if list(map(len, data)) != [n * width for n in rows]:
                 return None
-            if rows.count(rows[0]) == n:  # one NumPy call on the lists as they are
-                array = np.array(data, spec.dtype)
-            else:
-                array = np.array(list(chain.from_iterable(data)), spec.dtype)
-            batch[name] = array.reshape(sum(rows), *tail)
+            if rows.count(rows[0]) != n:  # lists of one length are decoded as they are
+                data = list(chain.from_iterable(data))
+            batch[name] = rows_from_json(name, datatype, data, sum(rows), tuple(tail))
     except (IndexError, KeyError, TypeError, ValueError, OverflowError):
         return None
     return batch, rows

@@ -20,6 +20,7 @@ from gateway.replay.reader import (
     decode_tensors,
     read_capture,
 )
+from tests.conftest import ECHO_TYPES, echo_values
 
 
 def record(request_id: str, rows: int, model: str = "m", version: int = 1) -> bytes:
@@ -38,6 +39,48 @@ def test_batch_decoding_equals_one_by_one() -> None:
             expected = np.concatenate([tensors[name] for tensors in one_by_one])
             np.testing.assert_array_equal(array, expected)
             assert array.dtype == expected.dtype
+
+
+@pytest.mark.parametrize("datatype", [t for t in ECHO_TYPES if t != "BYTES"])
+def test_every_datatype_decodes_in_a_batch_as_one_by_one_and_as_sent(datatype: str) -> None:
+    """NaN (written null) reads back as NaN, FP16 as FP16, INT64's and UINT64's extremes
+    exactly, by the JSON tensor codec both ways."""
+    docs = []
+    for i, rows in enumerate([1, 3, 2]):
+        values = np.resize(echo_values(datatype, 3), (rows, 2))
+        if values.dtype.kind == "f":
+            values[0, i % 2] = np.nan
+        docs.append(orjson.loads(infer_line(0.0, f"r{i}", None, "m", 1, "split", {"x": values},
+                                            {"x": datatype}, {"y": values}, None)))
+    batch, rows = decode_batch(docs, "inputs") or ({}, [])
+    assert rows == [1, 3, 2]
+    one_by_one = [decode_tensors(doc["inputs"]) for doc in docs]
+    assert all(datatypes == {"x": datatype} for _, datatypes in one_by_one)
+    expected = np.concatenate([np.resize(echo_values(datatype, 3), (n, 2)) for n in rows])
+    if expected.dtype.kind == "f":
+        expected[[0, 1, 4], [0, 1, 0]] = np.nan
+    for got in (batch["x"], np.concatenate([tensors["x"] for tensors, _ in one_by_one])):
+        assert got.dtype == expected.dtype
+        np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize(("datatype", "data"), [("INT64", [1.5, 2.0, 3.0]),
+                                                ("FP32", ["1", 2.0, 3.0]),
+                                                ("FP16", [1.0, 2.0, 7e4])])
+def test_a_record_a_request_would_be_refused_for_is_not_cast(datatype: str,
+                                                             data: list[object]) -> None:
+    """The request path's checks (gateway.protocol.json_tensor): the old decoder cast 1.5 to 1,
+    "1" to 1.0 and 70000 to FP16's infinity."""
+    docs = [orjson.loads(record("a", 1)), orjson.loads(record("b", 1))]
+    for doc in docs:
+        doc["inputs"][0]["datatype"] = datatype
+    docs[0]["inputs"][0]["data"] = [1, 2, 3]
+    docs[1]["inputs"][0]["data"] = data
+    assert decode_tensors(docs[0]["inputs"])[0]["x"].tolist() == [[1, 2, 3]]
+    assert decode_batch(docs, "inputs") is None
+    assert decode_batch(docs[:1] * 2, "inputs") is not None
+    with pytest.raises(ValueError, match=f"{datatype} data must be|outside the {datatype}"):
+        decode_tensors(docs[1]["inputs"])
 
 
 def test_unlike_or_redacted_requests_are_decoded_one_by_one() -> None:
