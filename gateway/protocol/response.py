@@ -28,10 +28,13 @@ def _bytes_elements(array: np.ndarray) -> list[bytes]:
 
 
 def tensor_bytes(array: np.ndarray) -> bytes | memoryview:
-    """A tensor's binary data as the V2 binary extension lays it out (BYTES length-prefixed)."""
+    """A tensor's binary data as the V2 binary extension lays it out (BYTES length-prefixed).
+    Viewed flat as bytes by NumPy, not by `memoryview.cast`, which refuses an empty tensor's
+    shape (a request of 0 rows asking for binary outputs, or any over gRPC, was a 500)."""
     if array.dtype.kind in "OUS":
         return b"".join(struct.pack("<I", len(item)) + item for item in _bytes_elements(array))
-    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).data.cast("B")
+    little = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+    return little.reshape(-1).view(np.uint8).data
 
 
 def encode_response(model_name: str, model_version: str, request_id: str | None,

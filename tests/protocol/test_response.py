@@ -68,3 +68,17 @@ def test_requested_outputs_choose_names_order_and_encoding() -> None:
     assert [o["name"] for o in doc["outputs"]] == ["probabilities", "label"]
     assert doc["outputs"][1]["data"] == [1, 0]
     assert doc["outputs"][0]["parameters"]["binary_data_size"] == 32
+
+
+@pytest.mark.parametrize("shape", [(0, 2), (2, 0), (0,)])
+@pytest.mark.parametrize("datatype", ECHO_TYPES)
+def test_an_empty_output_encodes_binary_and_json(datatype: str, shape: tuple[int, ...]) -> None:
+    """A request of 0 rows is valid; its empty outputs were a 500 in binary (and over gRPC,
+    which answers every output raw)."""
+    empty = np.resize(ort_like(datatype), shape)
+    for binary in (True, False):
+        body, header_length = encode_response("m", "1", None, {"y": empty}, None, binary)
+        (output,) = orjson.loads(body[:header_length] if binary else body)["outputs"]
+        assert output["shape"] == list(shape)
+        assert (output["parameters"]["binary_data_size"] if binary else len(output["data"])) == 0
+        assert header_length is None or len(body) == header_length
