@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from gateway.errors import ConfigError
-from gateway.settings import Settings, load_settings
+from gateway.settings import Settings, load_settings, parse_workers
 
 logger = logging.getLogger("gateway")
 
@@ -20,17 +20,24 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from gateway.app import create_app
-    from gateway.http.server import bounded_protocol
-
     settings = _settings(args)
     host = args.host or settings.server.host
     port = args.port if args.port is not None else settings.server.port
     grpc_port = args.grpc_port if args.grpc_port is not None else settings.server.grpc_port
     if not 0 <= grpc_port <= 65535:
         raise ConfigError(f"--grpc-port: {grpc_port} is not a TCP port (0 turns gRPC off)")
+    workers = (parse_workers(args.workers, "--workers") if args.workers is not None
+               else settings.server.workers)
+    if workers > 1:  # a supervisor and its workers (gateway.workers); else one process
+        from gateway.workers.supervisor import run_group
+
+        return run_group(args.config, host, port, grpc_port, workers,
+                         settings.server.shutdown_grace_s)
+    import uvicorn
+
+    from gateway.app import create_app
+    from gateway.http.server import bounded_protocol
+
     app = create_app(settings, grpc_host=host, grpc_port=grpc_port)
     logger.info("serving %s on http://%s:%d (execution_provider: %s)",
                 settings.model_repository, host, port, settings.execution_provider)
@@ -108,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     serve_parser.add_argument("--port", type=int, help="port (default: server.port, 8000)")
     serve_parser.add_argument("--grpc-port", type=int,
                               help="gRPC port (default: server.grpc_port, 8001; 0: no gRPC)")
+    serve_parser.add_argument("--workers", metavar="N",
+                              help="worker processes behind the same ports, or auto: one per "
+                                   "core this process may use (default: server.workers, 1)")
     from gateway.rollout.command import add_rollout_arguments
 
     add_rollout_arguments(rollout_parser)

@@ -32,6 +32,9 @@ class ServerSettings:
     """On SIGTERM, how long in-flight and queued requests may take to finish before exit."""
     access_log: bool = False
     """Log one line per request, with its request id and trace id (costs throughput)."""
+    workers: int = 1
+    """Worker processes behind the same ports (README "Workers"); `auto` in the file: the cores
+    this process may use. 1 is one process, as without the key."""
 
 
 @dataclass(frozen=True)
@@ -179,9 +182,24 @@ def _build(cls: type[T], raw: Any, where: str) -> T:
                             for m, v in value.items()}
         elif name == "redact" and cls is CaptureSettings:
             values[name] = _redact(value, key)
+        elif name == "workers" and cls is ServerSettings:
+            values[name] = parse_workers(value, key)
         else:
             values[name] = _scalar(value, default, key)
     return cls(**values)
+
+
+def parse_workers(value: Any, key: str) -> int:
+    """`server.workers` (or `--workers`): a count of at least 1, or `auto` for the cores this
+    process may use (its CPU affinity, which a container's cpuset narrows)."""
+    if value == "auto":
+        return len(os.sched_getaffinity(0))
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{key}: expected a number of worker processes (1 or more) or 'auto', "
+                          f"got {value!r}")
+    return value
 
 
 def _redact(value: Any, key: str) -> dict[str, tuple[str, ...]]:

@@ -14,7 +14,9 @@ deletes.
   deleted under an open file is noticed before the next write, and a new file is made.
 - A plain `.jsonl` left by a gateway that died is gzipped at start-up once it is older than
   the longest a file stays open, so no live gateway sharing the folder is still writing it.
-  One folder per gateway process is the intended layout (a pod's own volume).
+  One folder per gateway is the intended layout (a pod's own volume). The workers of one
+  gateway (`server.workers`) share it: each worker's file names end in its own `-w<index>`
+  before `.jsonl`, so two writers never share a file, and replay reads every file of the folder.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from gateway.capture.records import GZIP_SUFFIX, PREFIX, SUFFIX, file_name
+from gateway.workers.group import current_group
 
 logger = logging.getLogger("gateway.capture")
 
@@ -59,6 +62,13 @@ class CaptureFolder:
                                             name="capture-gzip")
         self._failures = 0
         self._logged_s = -LOG_EVERY_S
+        group = current_group()
+        self._suffix = group.suffix if group is not None else ""
+        """A worker's own part of its file names (`-w1`); none for a single process."""
+
+    def _file_name(self, model: str, now_s: float) -> str:
+        name = file_name(model, now_s)
+        return name[:-len(SUFFIX)] + self._suffix + SUFFIX
 
     def start(self) -> None:
         """Make the folder (a failure is logged; writes try again), gzip what a dead gateway
@@ -83,7 +93,7 @@ class CaptureFolder:
                 current = None
             if current is None:
                 self.path.mkdir(parents=True, exist_ok=True)
-                path = self.path / file_name(model, now_s)
+                path = self.path / self._file_name(model, now_s)
                 current = self._open[model] = _Open(
                     path, open(path, "ab"), time.monotonic())  # noqa: SIM115 - kept open
             for chunk in _chunks(lines):

@@ -10,6 +10,11 @@ class) only grow, so a fleet's accuracy is a ratio of their rates across replica
 
 Folding a batch is a handful of NumPy calls (a bincount per batch, a mask per version named);
 it runs in the feedback request, never on the infer path. Gauges are computed at scrape time.
+
+In a worker of a group (gateway.workers), each model's label window counts and each version's
+performance window (sum and rows) are published for the peers, and the reports and gauges add
+the peers' to their own: live accuracy, MAE and label drift are the group's. The counters are
+mirrored into the multiprocess files, so they are the group's sums too.
 """
 
 from __future__ import annotations
@@ -30,12 +35,14 @@ from gateway.observability.drift.window import SlidingWindow, ValueWindow
 from gateway.observability.metrics import (
     FEEDBACK_CORRECT,
     FEEDBACK_ROWS,
+    CounterMirror,
     FamilyTable,
     make_families,
 )
 from gateway.observability.reports import LabelsReport, PerformanceReport
 from gateway.protocol.feedback import FeedbackBatch, LabelSpace
 from gateway.runtime.repository import Repository
+from gateway.workers.group import current_group
 
 logger = logging.getLogger("gateway.feedback")
 UNSEEN = "_unseen"
@@ -89,6 +96,15 @@ class ModelFeedback:
     label_counts: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
     """Rows per category, then unseen (classifiers; sized when the model is tracked)."""
     versions: dict[int, _VersionPerformance] = field(default_factory=dict)
+    peers: Callable[[str], list[dict[str, Any]]] = lambda model: []
+    """In a worker: the peers' published state of a model (`state`), added to reports."""
+
+    def state(self) -> dict[str, Any]:
+        """The window counts a worker publishes: label window, and per version sum and rows."""
+        histogram, rows = self.labels.counts()
+        return {"labels": [histogram.tolist(), rows],
+                "versions": {str(v): list(p.window.sum_rows())
+                             for v, p in self.versions.items()}}
 
     @property
     def metric_name(self) -> str:
@@ -126,7 +142,8 @@ class ModelFeedback:
     def labels_report(self, rule: DriftRule) -> LabelsReport:
         """The recent labels against the training labels: PSI and JS, and `drifted` by the
         same test and rule as features (a class never seen in training is a bin of its own)."""
-        counts = self.labels.total()
+        counts = self.labels.total([(np.asarray(p["labels"][0], dtype=np.int64),
+                                     int(p["labels"][1])) for p in self.peers(self.model)])
         binner = self.labels.binner
         stats = drift_statistics(binner.reference, counts.bins, binner.offsets,
                                  binner.reference_nan, counts.nan, counts.unseen)
@@ -138,10 +155,20 @@ class ModelFeedback:
                 "drifted": bool(rule.flags(stats["psi"], stats["p"])[0]),
                 "unseen": int(counts.unseen[0])}
 
-    def performance(self, version: int) -> PerformanceReport:
+    def live(self, version: int) -> tuple[float | None, int]:
+        """The version's live accuracy or MAE and its labelled rows in the window (with the
+        peers', in a worker)."""
         found = self.versions.get(version)
-        live = found.window.mean() if found else None
-        report: PerformanceReport = {"labelled_rows": found.window.rows if found else 0,
+        peers = [(float(p[0]), int(p[1])) for state in self.peers(self.model)
+                 if (p := state["versions"].get(str(version))) is not None]
+        if found is None:
+            rows = sum(r for _, r in peers)
+            return (sum(s for s, _ in peers) / rows if rows else None), rows
+        return found.window.mean(peers), found.window.rows + sum(r for _, r in peers)
+
+    def performance(self, version: int) -> PerformanceReport:
+        live, rows = self.live(version)
+        report: PerformanceReport = {"labelled_rows": rows,
                                      "reference": self.reference.get(version)}
         value = None if live is None else round(live, 6)
         if self.space.classifier:
@@ -156,6 +183,33 @@ class FeedbackService:
         self.window_rows = window_rows
         self._models: dict[str, ModelFeedback] = {}
         self._missing: dict[str, str] = {}
+        self.group = current_group()
+        if self.group is not None:
+            self._mirrors = {key: CounterMirror(name, text, labels)
+                             for key, (kind, name, text, labels) in _FAMILIES.items()
+                             if kind is CounterMetricFamily}
+            self.group.add_source("feedback", self._group_state)
+            self.group.add_counter_sync(self._copy_counters)
+
+    async def _group_state(self) -> dict[str, Any]:
+        return {model: feedback.state() for model, feedback in self._models.items()}
+
+    def _peers_of(self, model: str) -> list[dict[str, Any]]:
+        assert self.group is not None  # set only in a worker
+        return [peer[model] for peer in self.group.peers("feedback") if model in peer]
+
+    def _copy_counters(self) -> None:
+        for feedback in list(self._models.values()):
+            model = feedback.model
+            self._mirrors["rows"].copy((model, NO_VERSION), feedback.unlabelled_rows)
+            for version, performance in list(feedback.versions.items()):
+                self._mirrors["rows"].copy((model, str(version)), performance.rows)
+                if feedback.space.classifier:
+                    self._mirrors["correct"].copy((model, str(version)), performance.correct)
+            if feedback.space.classifier:
+                for category, count in zip([*map(str, feedback.space.categories), UNSEEN],
+                                           feedback.label_counts.tolist(), strict=True):
+                    self._mirrors["label_rows"].copy((model, category), count)
 
     def sync(self, repository: Repository) -> None:
         """Track every model of the repository that has a labels profile; windows survive."""
@@ -184,6 +238,8 @@ class FeedbackService:
                                      self.window_rows, {})
             feedback.reference = {v: r.get(feedback.metric_name) for v, r in reference.items()}
             feedback.label_counts = np.zeros(len(space.categories) + 1, dtype=np.int64)
+            if self.group is not None:
+                feedback.peers = self._peers_of
             self._models[model] = feedback
             self._missing.pop(model, None)
 
@@ -229,10 +285,12 @@ class _FeedbackCollector(Collector):
                 f["rows"].add_metric(key, performance.rows)
                 if feedback.space.classifier:
                     f["correct"].add_metric(key, performance.correct)
-                live = performance.window.mean()
+            for version in sorted(set(feedback.versions) | _peer_versions(feedback)):
+                key = [model, str(version)]
+                live, rows = feedback.live(version)
                 if live is not None:
                     live_family.add_metric(key, live)
-                f["window"].add_metric(key, performance.window.rows)
+                f["window"].add_metric(key, rows)
             if feedback.space.classifier:
                 for category, count in zip([*map(str, feedback.space.categories), UNSEEN],
                                            feedback.label_counts, strict=True):
@@ -247,6 +305,11 @@ class _FeedbackCollector(Collector):
                 f["label_psi"].add_metric([model], psi)
                 f["label_js"].add_metric([model], js)
         yield from f.values()
+
+
+def _peer_versions(feedback: ModelFeedback) -> set[int]:
+    """The versions the peers hold performance windows of (a worker may have none itself)."""
+    return {int(v) for state in feedback.peers(feedback.model) for v in state["versions"]}
 
 
 _MV = ["model", "version"]

@@ -5,23 +5,33 @@ Names and labels are the contract of docs/metrics.md. Label values stay bounded:
 request answered before a version was chosen), `route` one of split, flag, pinned.
 Children are bound once per label set and cached, so a request costs one dict lookup per metric.
 
-One registry per process, and one process per gateway: `gateway serve` runs a single worker
-process (batching, routing state and drift windows are per process), so /metrics is always the
-whole of that gateway and prometheus-client's multiprocess mode is not needed. Scale out with
-replicas, each scraped on its own; counters add up across them in PromQL.
+One registry per process. With one process per gateway (`server.workers: 1`, the default)
+/metrics is the whole of that gateway. With workers (gateway.workers), each worker's registry is
+a `GroupRegistry`: counters and histograms come from prometheus-client's multiprocess files,
+summed over every worker the group has run (the dead included, so none goes backwards); gauges
+come from the worker that takes the scrape, whose collectors compute them from the group's
+counts (inflight summed, drift and feedback windows the group's; model ready and route weight
+are the same in every worker); `process_*` are the supervisor's, so the group has one start
+time however often a worker restarts. Scale out with replicas, each scraped on its own;
+counters add up across them in PromQL.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric as Family
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from gateway.batching.batcher import BatchObserver
+from gateway.workers.group import Group, current_group
 
 REQUESTS = "gateway_requests_total"
 REQUEST_DURATION = "gateway_request_duration_seconds"
@@ -71,13 +81,68 @@ class _Children(Generic[Metric]):
         return child
 
 
+class GroupRegistry(CollectorRegistry):
+    """A worker's registry: the group's counters and histograms from the multiprocess files
+    (every worker's, the dead's included), and this worker's gauges and collectors, which
+    answer for the group themselves. A family the files hold is taken from the files only."""
+
+    def __init__(self, group: Group, files: Path) -> None:
+        super().__init__(auto_describe=False)
+        self._group = group
+        self._files = MultiProcessCollector(None, str(files))  # type: ignore[no-untyped-call]
+
+    def collect(self) -> Iterator[Family]:
+        self._group.sync_counters()  # this worker's mirrored counts, as of this scrape
+        summed = [f for f in self._files.collect()  # type: ignore[no-untyped-call]
+                  if f.type in _SUMMED]
+        names = {f.name for f in summed}
+        yield from summed
+        for family in super().collect():
+            if family.type not in _SUMMED or family.name not in names:
+                yield family
+
+
+_SUMMED = ("counter", "histogram")
+
+
+class CounterMirror:
+    """A counter kept as a plain total by other code (the drift and feedback windows' counts),
+    copied into a prometheus-client Counter by its increase, so that in a worker it lands in the
+    multiprocess files and the group's sum keeps it after the worker dies. Not registered: the
+    files serve it."""
+
+    def __init__(self, name: str, text: str, labels: Sequence[str]) -> None:
+        self._counter = Counter(name, text, labels, registry=None)
+        self._copied: dict[tuple[str, ...], tuple[Counter, float]] = {}
+
+    def copy(self, labels: tuple[str, ...], total: float) -> None:
+        """The total now (a total below the last copied one began again from 0: a version
+        tracked anew)."""
+        found = self._copied.get(labels)
+        child, copied = found if found else (self._counter.labels(*labels), 0.0)
+        increase = total - copied if total >= copied else total
+        if increase > 0:
+            child.inc(increase)
+        self._copied[labels] = (child, total)
+
+
 class GatewayMetrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
+    def __init__(self, registry: CollectorRegistry | None = None,
+                 group: Group | None = None) -> None:
+        """`group`: the worker group this process serves in (default: the process's, None
+        outside `gateway serve` with workers)."""
+        self.group = group = group or current_group()
+        files = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        self.registry = registry or (GroupRegistry(group, Path(files)) if group and files
+                                     else CollectorRegistry())
         r = self.registry
         # process_start_time_seconds among them: the rollout controller tells a restarted
         # replica by it, even when its counters climbed past their old values between checks.
-        ProcessCollector(registry=r)
+        # A worker shows its supervisor's: a restarted worker is no restarted replica.
+        if group is None:
+            ProcessCollector(registry=r)
+        else:
+            ProcessCollector(pid=lambda: group.supervisor_pid, registry=r)
         self.requests = Counter(REQUESTS, "Inference requests answered.",
                                 ["model", "version", "route", "code"], registry=r)
         self.request_duration = Histogram(
@@ -148,7 +213,12 @@ class GatewayMetrics:
     def count_inflight(self, source: Callable[[], dict[str, int]]) -> None:
         """Serve `gateway_inflight_requests` from `source` (model -> requests) at scrape time,
         so the request path only moves its own counter."""
-        self.registry.register(_InflightCollector(source))
+        group = self.group
+        if group is not None:
+            async def publish() -> dict[str, int]:
+                return source()
+            group.add_source("inflight", publish)
+        self.registry.register(_InflightCollector(source, group))
 
     def show_config_in_force(self) -> None:
         """The routing file on disk is the policy in force again (a rejected edit undone)."""
@@ -180,13 +250,19 @@ class GatewayMetrics:
 
 
 class _InflightCollector(Collector):
-    def __init__(self, source: Callable[[], dict[str, int]]) -> None:
+    def __init__(self, source: Callable[[], dict[str, int]], group: Group | None) -> None:
         self.source = source
+        self.group = group
+        """In a worker: the peers' published counts are added (the group's inflight)."""
 
     def collect(self) -> Iterator[Any]:
         family = GaugeMetricFamily("gateway_inflight_requests",
                                    "Requests routed to a version and not yet answered by it.",
                                    labels=["model"])
-        for model, count in self.source().items():
+        counts = dict(self.source())
+        for peer in self.group.peers("inflight") if self.group else ():
+            for model, count in peer.items():
+                counts[model] = counts.get(model, 0) + int(count)
+        for model, count in counts.items():
             family.add_metric([model], count)
         yield family

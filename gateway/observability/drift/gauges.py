@@ -19,6 +19,7 @@ from gateway.observability.metrics import (
     DRIFT_PINNED_ROWS,
     DRIFT_ROWS,
     PREDICTION_PSI,
+    CounterMirror,
     FamilyTable,
     ScrapeFamily,
     make_families,
@@ -121,3 +122,11 @@ def _add_bins(bins: ScrapeFamily, reference: ScrapeFamily, key: list[str],
             labels = [*key, column.name, str(b)]
             bins.add_metric(labels, float(counts[start + b]))
             reference.add_metric(labels, float(column.counts[b]) / total)
+
+
+def counter_mirrors() -> dict[str, CounterMirror]:
+    """The drift counters (drops, rows, failed folds) as mirrors, for a worker: the group's
+    sums then come from the multiprocess files (gateway.observability.metrics.GroupRegistry)."""
+    return {key: CounterMirror(name, text, labels)
+            for key, (kind, name, text, labels) in _FAMILIES.items()
+            if kind is CounterMetricFamily}

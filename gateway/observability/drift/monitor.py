@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -134,22 +135,38 @@ class DriftMonitor:
             columns.append(array.reshape(rows, -1)[:, index or 0])
         return np.column_stack(columns)
 
-    def report(self, rule: DriftRule | None = None) -> WindowReport:
+    def report(self, rule: DriftRule | None = None, peers: Sequence[PeerCounts] = (),
+               ) -> WindowReport:
         """Window size, reference size, and per feature and output: psi, js, ks, p_value
         (Benjamini-Hochberg adjusted in its family), p_value_raw, tested, drifted (by `rule`;
-        the features are one family of tests, the outputs another)."""
+        the features are one family of tests, the outputs another). `peers`: other workers'
+        window counts of this version (`counts()`), added in: the group's report."""
         self.flush()
         rule = rule or DriftRule()
-        return {"window_rows": self.features.total().rows,
+        features = [p[0] for p in peers]
+        outputs = [p[1] for p in peers if p[1] is not None]
+        return {"window_rows": self.features.total(features).rows,
                 "reference_rows": self.reference_rows,
-                "features": _column_report(self.features, self.feature_columns, rule),
-                "outputs": (_column_report(self.outputs, self.output_columns, rule)
+                "features": _column_report(self.features, self.feature_columns, rule, features),
+                "outputs": (_column_report(self.outputs, self.output_columns, rule, outputs)
                             if self.outputs is not None else [])}
 
+    def counts(self) -> PeerCounts:
+        """The windows' counts, every gathered row folded in: what a worker publishes."""
+        self.flush()
+        return (self.features.counts(),
+                self.outputs.counts() if self.outputs is not None else None)
 
-def _column_report(window: SlidingWindow, columns: list[Column],
-                   rule: DriftRule) -> list[ColumnReport]:
-    live = window.total()
+
+WindowCounts = tuple[np.ndarray, int]
+"""A window's flat histogram and rows (`SlidingWindow.counts`)."""
+PeerCounts = tuple[WindowCounts, WindowCounts | None]
+"""A version's feature window and output window counts, as another worker published them."""
+
+
+def _column_report(window: SlidingWindow, columns: list[Column], rule: DriftRule,
+                   peers: Sequence[WindowCounts] = ()) -> list[ColumnReport]:
+    live = window.total(peers)
     binner = window.binner
     stats = drift_statistics(binner.reference_for(live.bins), live.bins, binner.offsets,
                              binner.reference_nan, live.nan, live.unseen)

@@ -46,11 +46,16 @@ class Tracked:
     def __post_init__(self) -> None:
         self.width = len(self.monitor.feature_names)
 
-    def count_pinned(self) -> None:
-        """`pinned_in_window` as of now (at a report), forgetting marks the window has left."""
+    def count_pinned(self, peers_pinned: int = 0) -> None:
+        """`pinned_in_window` as of now (at a report), forgetting marks the window has left;
+        `peers_pinned`: the other workers' (a group's window holds theirs too)."""
+        self.pinned_in_window = self.own_pinned() + peers_pinned
+
+    def own_pinned(self) -> int:
+        """Rows of pinned requests in this process's window now."""
         start = self.ingested_rows - self.monitor.features.window_rows
         while self.pinned and self.pinned[0][1] <= start:
             self.pinned.popleft()
-        self.pinned_in_window = sum(min(end, self.ingested_rows) - max(first, start)
-                                    for first, end in self.pinned
-                                    if min(end, self.ingested_rows) > max(first, start))
+        return sum(min(end, self.ingested_rows) - max(first, start)
+                   for first, end in self.pinned
+                   if min(end, self.ingested_rows) > max(first, start))

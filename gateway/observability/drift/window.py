@@ -9,6 +9,8 @@ would slide by whole chunks only).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from gateway.observability.drift.histograms import Binner, Counts
@@ -60,8 +62,19 @@ class SlidingWindow:
     def add(self, values: np.ndarray) -> None:
         self.add_codes(self.binner.codes(values))
 
-    def total(self) -> Counts:
-        return self.binner.split(self._histogram, self._ring.filled)
+    def counts(self) -> tuple[np.ndarray, int]:
+        """The window's flat histogram (every slot) and its rows: what a worker publishes."""
+        return self._histogram.copy(), self._ring.filled
+
+    def total(self, peers: Sequence[tuple[np.ndarray, int]] = ()) -> Counts:
+        """The window's counts, plus `peers`' (other workers' `counts()` of the same profile:
+        the group's window is the sum of its workers' windows)."""
+        histogram, rows = self._histogram, self._ring.filled
+        for peer_histogram, peer_rows in peers:
+            if len(peer_histogram) == len(histogram):  # a peer on another profile: skipped
+                histogram = histogram + peer_histogram
+                rows += peer_rows
+        return self.binner.split(histogram, rows)
 
 
 class ValueWindow:
@@ -84,6 +97,17 @@ class ValueWindow:
     def rows(self) -> int:
         return self._ring.filled
 
-    def mean(self) -> float | None:
+    def mean(self, peers: Sequence[tuple[float, int]] = ()) -> float | None:
+        """The mean of the window, with `peers`' windows (their `sum_rows()`) when given."""
+        if not peers:
+            filled = self._ring.filled
+            return float(self._values[:filled].mean()) if filled else None
+        total, rows = self.sum_rows()
+        for peer_total, peer_rows in peers:
+            total, rows = total + peer_total, rows + peer_rows
+        return total / rows if rows else None
+
+    def sum_rows(self) -> tuple[float, int]:
+        """The sum of the window's values and its rows: what a worker publishes."""
         filled = self._ring.filled
-        return float(self._values[:filled].mean()) if filled else None
+        return float(self._values[:filled].sum()), filled

@@ -1,0 +1,146 @@
+"""The group a worker process belongs to: its folder, its index, and its peers' published state.
+
+`gateway serve` with `server.workers` above 1 starts each worker with the variables below; a
+process without them is no worker (`current_group()` is None) and nothing here runs, so the
+single-process gateway pays nothing for it.
+
+Window state (drift windows, feedback windows, inflight requests) lives in each worker's memory.
+Each worker publishes what the group's reports need of it, as sums of counts, in one small JSON
+file of the group folder, `state-w<index>.json`, written whole (a temporary file renamed over
+it) every `PUBLISH_INTERVAL_S` and at exit. A report or gauge adds its own live counts to its
+peers' files. Counts are what is published, never statistics: histogram counts and window sums
+add up exactly, and the statistics are computed once, from the group's counts. A worker that
+dies takes its window with it: the supervisor removes its file when it starts the worker again.
+
+Counters that the observability code keeps as plain numbers (drift rows, feedback rows, labels
+per class) are mirrored into prometheus-client's multiprocess files instead (`CounterMirror`),
+so a dead worker's counts stay in the group's sums, as every other counter's do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import threading
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger("gateway.workers")
+
+GROUP_VARIABLE = "GATEWAY_WORKER_GROUP"
+"""The group folder (also PROMETHEUS_MULTIPROC_DIR's parent)."""
+WORKER_VARIABLE = "GATEWAY_WORKER"
+"""This worker's index, 0 to N - 1 (a restarted worker keeps its index)."""
+SUPERVISOR_VARIABLE = "GATEWAY_SUPERVISOR_PID"
+"""The supervisor's pid: its start is the group's (`process_start_time_seconds`)."""
+STATE_PREFIX = "state-w"
+PUBLISH_INTERVAL_S = 0.5
+
+Source = Callable[[], Awaitable[Any]]
+"""A publisher of one part of the state: awaited on the worker's event loop."""
+
+
+def state_file(folder: Path, worker: int) -> Path:
+    return folder / f"{STATE_PREFIX}{worker}.json"
+
+
+class Group:
+    def __init__(self, folder: Path, worker: int, supervisor_pid: int) -> None:
+        self.folder = folder
+        self.worker = worker
+        self.supervisor_pid = supervisor_pid
+        self._sources: dict[str, Source] = {}
+        self._syncs: list[Callable[[], None]] = []
+        self._peers: dict[str, tuple[int, dict[str, Any]]] = {}
+        """File name -> (mtime_ns, parsed state): a peer's file is parsed once per write."""
+        self._lock = threading.Lock()
+        """Reports read peers on the event loop and on the drift thread."""
+
+    @property
+    def suffix(self) -> str:
+        """A name part that tells this worker's files from its peers' (`-w1`)."""
+        return f"-w{self.worker}"
+
+    def add_source(self, name: str, source: Source) -> None:
+        self._sources[name] = source
+
+    def add_counter_sync(self, sync: Callable[[], None]) -> None:
+        """`sync` brings counter mirrors up to date: before every scrape and publish."""
+        self._syncs.append(sync)
+
+    def sync_counters(self) -> None:
+        for sync in self._syncs:
+            sync()
+
+    async def publish(self) -> None:
+        """Write this worker's state, whole (renamed into place)."""
+        self.sync_counters()
+        state = {name: await source() for name, source in self._sources.items()}
+        target = state_file(self.folder, self.worker)
+        partial = target.with_name(target.name + ".tmp")
+        try:
+            partial.write_bytes(json.dumps(state).encode())
+            os.replace(partial, target)
+        except OSError as exc:  # the group folder went away: the supervisor is ending
+            logger.warning("worker %d: cannot publish its state (%s)", self.worker, exc)
+
+    async def run(self) -> None:
+        """Publish every PUBLISH_INTERVAL_S until cancelled, and once more then."""
+        try:
+            while True:
+                await self.publish()
+                await asyncio.sleep(PUBLISH_INTERVAL_S)
+        finally:
+            with contextlib.suppress(Exception):
+                await self.publish()
+
+    def peers(self, name: str) -> list[Any]:
+        """The part `name` of every peer's last published state (this worker's excluded)."""
+        with self._lock:
+            return self._read_peers(name)
+
+    def _read_peers(self, name: str) -> list[Any]:
+        found = []
+        mine = state_file(self.folder, self.worker).name
+        try:
+            entries = [e for e in os.scandir(self.folder)
+                       if e.name.startswith(STATE_PREFIX) and e.name.endswith(".json")
+                       and e.name != mine]
+        except OSError:
+            return []
+        seen = set()
+        for entry in entries:
+            seen.add(entry.name)
+            try:
+                stamp = entry.stat().st_mtime_ns
+                cached = self._peers.get(entry.name)
+                if cached is None or cached[0] != stamp:
+                    cached = self._peers[entry.name] = (
+                        stamp, json.loads(Path(entry.path).read_bytes()))
+            except (OSError, ValueError):  # removed since the listing: a worker just died
+                continue
+            part = cached[1].get(name)
+            if part is not None:
+                found.append(part)
+        for gone in set(self._peers) - seen:
+            del self._peers[gone]
+        return found
+
+
+_current: list[Group | None] = []
+
+
+def current_group() -> Group | None:
+    """This process's group, when `gateway serve` started it as a worker; else None. Made once
+    per process, from the variables the supervisor set (a worker is a process: its group is)."""
+    if not _current:
+        folder = os.environ.get(GROUP_VARIABLE)
+        worker = os.environ.get(WORKER_VARIABLE)
+        _current.append(Group(Path(folder), int(worker),
+                              int(os.environ.get(SUPERVISOR_VARIABLE) or os.getppid()))
+                        if folder and worker is not None else None)
+    return _current[0]
