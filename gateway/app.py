@@ -157,9 +157,10 @@ def create_app(settings: Settings, admin_token: str | None = None, grpc_host: st
         try:
             if grpc_server is not None:
                 await grpc_server.start()
+                grpc_server.drain_on_signals()
             yield
         finally:
-            if grpc_server is not None:  # HTTP has drained; gRPC's calls finish, then stop
+            if grpc_server is not None:  # draining since the signal; the calls finish
                 await grpc_server.stop()
             await gateway.stop()
 

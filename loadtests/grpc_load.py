@@ -38,14 +38,16 @@ def infer_request(model: str, rows: np.ndarray, raw: bool) -> bytes:
 async def drive(target: str, body: bytes, concurrency: int, duration_s: float) -> dict[str, float]:
     channels = [grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
                 for _ in range(max(1, concurrency // CALLS_PER_CHANNEL))]
-    calls = [channel.unary_unary(METHOD) for channel in channels]
+    stubs = [channel.unary_unary(METHOD) for channel in channels]
     latencies: list[float] = []
     errors = 0
+    calls = 0
 
     async def caller(i: int, end_s: float, record: bool) -> None:
-        nonlocal errors
-        call = calls[i % len(calls)]
+        nonlocal errors, calls
+        call = stubs[i % len(stubs)]
         while (start := time.perf_counter()) < end_s:
+            calls += 1
             try:
                 await call(body)
             except grpc.aio.AioRpcError:
@@ -67,6 +69,7 @@ async def drive(target: str, body: bytes, concurrency: int, duration_s: float) -
             await channel.close()
     ms = np.array(latencies) * 1e3 if latencies else np.array([float("nan")])
     return {"requests": len(latencies), "errors": errors, "rps": len(latencies) / elapsed,
+            "calls": calls,  # warm-up included: what the server did in all
             "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
 
 

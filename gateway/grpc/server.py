@@ -2,13 +2,20 @@
 
 Its messages are bounded as HTTP bodies are: `grpc.max_receive_message_length` is
 `limits.max_body_bytes`, so a larger message is refused (RESOURCE_EXHAUSTED) before it is
-decoded. On shutdown (SIGTERM) it stops taking calls and lets those in flight finish within
-`server.shutdown_grace_s`, before the data plane stops.
+decoded (by gRPC itself, before the gateway sees the call: it is not counted in
+gateway_requests_total, as HTTP's 413 is). On shutdown (SIGTERM) it stops taking calls at the
+moment HTTP does, and lets those in flight finish within `server.shutdown_grace_s`, in the same
+grace as HTTP's drain, before the data plane stops; health Watch streams end with NOT_SERVING.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
+import threading
+from types import FrameType
+from typing import Any
 
 import grpc
 
@@ -25,6 +32,7 @@ class GrpcServer:
         self._settings = settings
         self._address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self._server: grpc.aio.Server | None = None
+        self._stopping: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         limits = self._settings.limits
@@ -42,8 +50,32 @@ class GrpcServer:
         self._server = server
         logger.info("serving gRPC (inference.GRPCInferenceService) on %s", self._address)
 
+    def drain_on_signals(self) -> None:
+        """Start draining as soon as SIGTERM or SIGINT arrives, beside uvicorn's own handlers
+        (installed before the app starts, restored after it stops): gRPC stops taking calls
+        when HTTP does, and both drain within one grace, not one after the other."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous = signal.getsignal(sig)
+
+            def handle(number: int, frame: FrameType | None, previous: Any = previous) -> None:
+                loop.call_soon_threadsafe(self.begin_stop)
+                if callable(previous):
+                    previous(number, frame)
+            signal.signal(sig, handle)
+
+    def begin_stop(self) -> None:
+        """Refuse new calls now; the calls in flight go on (idempotent)."""
+        if self._stopping is None and self._server is not None:
+            self._service.stopping()
+            self._stopping = asyncio.ensure_future(
+                self._server.stop(self._settings.server.shutdown_grace_s))
+
     async def stop(self) -> None:
         """Refuse new calls, let those in flight finish within the shutdown grace."""
-        if self._server is not None:
-            await self._server.stop(self._settings.server.shutdown_grace_s)
-            self._server = None
+        self.begin_stop()
+        if self._stopping is not None:
+            await self._stopping
+        self._server = None

@@ -12,9 +12,11 @@ answer UNIMPLEMENTED and say what to use instead.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -40,6 +42,8 @@ HEALTH = "grpc.health.v1.Health"
 SERVER_NAME = "gateway"
 EXTENSIONS = ("binary_tensor_data",)
 PLATFORM = "onnxruntime_onnx"
+WATCH_INTERVAL_S = 1.0
+"""How often a health Watch stream looks at readiness again."""
 _REQUEST_ID = "x-request-id"
 _ROUTED_SPAN = "inference.GRPCInferenceService/ModelInfer"
 _PINNED_SPAN = "inference.GRPCInferenceService/ModelInfer (pinned)"
@@ -77,6 +81,7 @@ class InferenceService:
         self._tracing = tracing
         self._max_elements = limits.max_tensor_elements
         self._ids = RequestIds()
+        self._stopping = asyncio.Event()
 
     def handlers(self) -> list[grpc.GenericRpcHandler]:
         """The generic handlers of both services, for `server.add_generic_rpc_handlers`."""
@@ -94,7 +99,11 @@ class InferenceService:
         for name, instead in STREAMING.items():
             methods[name] = grpc.stream_stream_rpc_method_handler(
                 _unimplemented_stream(name, instead))
-        health = {"Check": _unary(self.health_check, health_pb2.HealthCheckRequest)}
+        health = {"Check": _unary(self.health_check, health_pb2.HealthCheckRequest),
+                  "Watch": grpc.unary_stream_rpc_method_handler(
+                      self.health_watch,
+                      request_deserializer=health_pb2.HealthCheckRequest.FromString,
+                      response_serializer=_serialize)}
         return [grpc.method_handlers_generic_handler(SERVICE, methods),
                 grpc.method_handlers_generic_handler(HEALTH, health)]
 
@@ -115,6 +124,34 @@ class InferenceService:
         return health_pb2.HealthCheckResponse(
             status=health_pb2.HealthCheckResponse.SERVING if serving
             else health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    def stopping(self) -> None:
+        """The server is shutting down: health Watch streams say NOT_SERVING and end."""
+        self._stopping.set()
+
+    async def health_watch(self, request: Any, context: grpc.aio.ServicerContext
+                           ) -> AsyncIterator[Any]:
+        """Readiness as a stream: the status now, then each change (checked every
+        WATCH_INTERVAL_S), NOT_SERVING when the server shuts down. An unknown service is
+        SERVICE_UNKNOWN and the stream stays open, as the health protocol says."""
+        response = health_pb2.HealthCheckResponse
+        known = request.service in ("", SERVICE)
+        last = None
+        while True:
+            if self._stopping.is_set():
+                status = response.NOT_SERVING if known else response.SERVICE_UNKNOWN
+            elif not known:
+                status = response.SERVICE_UNKNOWN
+            else:
+                status = (response.NOT_SERVING if self._live.out_of_service()
+                          else response.SERVING)
+            if status != last:
+                yield response(status=status)
+                last = status
+            if self._stopping.is_set():
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), WATCH_INTERVAL_S)
 
     async def server_metadata(self, request: pb.ServerMetadataRequest,
                               context: grpc.aio.ServicerContext) -> pb.ServerMetadataResponse:
@@ -196,11 +233,14 @@ class InferenceService:
             raise
 
 
+def _serialize(answer: Any) -> bytes:
+    return bytes(answer.SerializeToString())
+
+
 def _unary(method: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]],
            message: Any) -> grpc.RpcMethodHandler:
     return grpc.unary_unary_rpc_method_handler(
-        method, request_deserializer=message.FromString,
-        response_serializer=lambda answer: answer.SerializeToString())
+        method, request_deserializer=message.FromString, response_serializer=_serialize)
 
 
 def _unimplemented(name: str, instead: str) -> Callable[[bytes, grpc.aio.ServicerContext],

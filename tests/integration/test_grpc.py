@@ -6,8 +6,10 @@ refused with bounded memory."""
 from __future__ import annotations
 
 import asyncio
+import json
 import queue
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,6 +88,13 @@ def test_health_metadata_and_repository_index(client: grpcclient.InferenceServer
         health = health_pb2_grpc.HealthStub(channel)
         assert health.Check(health_pb2.HealthCheckRequest()).status == \
             health_pb2.HealthCheckResponse.SERVING
+        watch = health.Watch(health_pb2.HealthCheckRequest(service="no.such.Service"))
+        assert next(watch).status == health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
+        watch.cancel()
+        watch = health.Watch(health_pb2.HealthCheckRequest(service="inference."
+                                                            "GRPCInferenceService"))
+        assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+        watch.cancel()
 
 
 def test_sync_client_unpinned_pinned_and_sticky(client: grpcclient.InferenceServerClient,
@@ -232,4 +241,44 @@ def test_sigterm_drains_grpc_calls_in_flight(model_repo: Path, write_config: Con
     server.process.send_signal(signal.SIGTERM)
     got = dict(answers.get(timeout=60) for _ in range(4))
     assert all(error is None for _, error in got.values()), got
+    assert server.process.wait(timeout=60) in (0, -15)
+
+
+def test_grpc_stops_taking_calls_when_http_does(model_repo: Path, write_config: ConfigWriter,
+                                                 start: Start) -> None:
+    """SIGTERM: gRPC refuses new calls while HTTP drains (one grace for both, not one after
+    the other), a health Watch stream says NOT_SERVING and ends (it holds no shutdown), and
+    the HTTP requests in flight are answered."""
+    add_model(model_repo, "slow", 1, slow_model(layers=400))
+    config = write_config(model_repo, routing={"models": {}},
+                          server={"shutdown_grace_s": 60},
+                          batching={"max_queue_size": 64, "execution": "thread"},
+                          drift={"enabled": False})
+    server = start(config, grpc=True)
+    rows = np.random.default_rng(0).random((8000, 30), dtype=np.float32)
+    body = json.dumps({"inputs": [{"name": "input", "shape": list(rows.shape),
+                                   "datatype": "FP32", "data": rows.ravel().tolist()}]}).encode()
+    answers: queue.Queue[int] = queue.Queue()
+    callers = [threading.Thread(target=lambda: answers.put(
+        server.request("POST", "/v2/models/slow/infer", body, timeout_s=120).status))
+        for _ in range(3)]
+    with grpc.insecure_channel(server.grpc_url) as channel:
+        watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
+        assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+        for caller in callers:
+            caller.start()
+        wait_for_inflight(server, 3)
+        signalled = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        with pytest.raises(StopIteration):
+            next(watch)
+        assert time.monotonic() - signalled < 30  # well inside the 60 s grace
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+        with pytest.raises(InferenceServerException) as refused:
+            client.infer(MODEL, rows_input(sample_rows(1, seed=1)), client_timeout=10)
+        assert refused.value.status() == "StatusCode.UNAVAILABLE", refused.value
+    for caller in callers:
+        caller.join(timeout=120)
+    assert [answers.get_nowait() for _ in callers] == [200, 200, 200]
     assert server.process.wait(timeout=60) in (0, -15)
