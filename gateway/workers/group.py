@@ -44,6 +44,17 @@ Source = Callable[[], Awaitable[Any]]
 """A publisher of one part of the state: awaited on the worker's event loop."""
 
 
+STARTED_PREFIX = "started-w"
+"""A worker touches `started-w<index>` in the group folder once it serves."""
+CONNECTIONS_FILE = "connections"
+"""Open HTTP connections per worker, one int64 each (gateway.workers.accept)."""
+
+
+def make_connection_counts(folder: Path, workers: int) -> None:
+    """The shared file of open connections per worker, zeroed (the supervisor makes it)."""
+    (folder / CONNECTIONS_FILE).write_bytes(bytes(8 * workers))
+
+
 def state_file(folder: Path, worker: int) -> Path:
     return folder / f"{STATE_PREFIX}{worker}.json"
 

@@ -35,12 +35,13 @@ from types import FrameType
 from gateway.errors import ConfigError
 from gateway.workers.group import (
     GROUP_VARIABLE,
+    STARTED_PREFIX,
     SUPERVISOR_VARIABLE,
     WORKER_VARIABLE,
+    make_connection_counts,
     state_file,
 )
 from gateway.workers.sockets import listen_http, reserve_grpc
-from gateway.workers.worker import STARTED_PREFIX
 
 logger = logging.getLogger("gateway.workers")
 
@@ -97,6 +98,7 @@ class Supervisor:
             logging.getLogger("uvicorn.error").error("%s", exc)
             return 1
         self.folder = Path(tempfile.mkdtemp(prefix="gateway-workers-"))
+        make_connection_counts(self.folder, self.count)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
         logger.info("serving on http://%s:%d with %d workers (group folder %s)", self.host,

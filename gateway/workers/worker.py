@@ -23,12 +23,11 @@ from typing import Any
 
 from gateway.errors import ConfigError
 from gateway.settings import load_settings
-from gateway.workers.group import Group, current_group
+from gateway.workers.accept import ConnectionCounts, WorkerLoop
+from gateway.workers.group import STARTED_PREFIX, Group, current_group
 
 logger = logging.getLogger("gateway.workers")
 
-STARTED_PREFIX = "started-w"
-"""A worker touches `started-w<index>` in the group folder once it serves."""
 _PR_SET_PDEATHSIG = 1
 
 
@@ -63,6 +62,9 @@ async def _publish_once_started(server: Any, group: Group) -> None:
 
 
 async def _serve(server: Any, sock: socket.socket, group: Group) -> None:
+    loop = asyncio.get_running_loop()
+    if isinstance(loop, WorkerLoop):
+        loop.counts = ConnectionCounts(group.folder, group.worker)
     publisher = asyncio.create_task(_publish_once_started(server, group), name="group-state")
     try:
         await server.serve(sockets=[sock])
@@ -93,7 +95,7 @@ def run_worker(config: str | None, host: str, grpc_port: int, fd: int) -> int:
         timeout_graceful_shutdown=settings.server.shutdown_grace_s)  # type: ignore[arg-type]
     server = uvicorn.Server(uv_config)
     sock = socket.socket(fileno=fd)
-    with asyncio.Runner(loop_factory=uv_config.get_loop_factory()) as runner:
+    with asyncio.Runner(loop_factory=WorkerLoop) as runner:  # uvloop, as `loop="uvloop"`
         runner.run(_serve(server, sock, group))
     return 0
 
