@@ -2,7 +2,7 @@
 app (loadtests/reference_app.py), in one run on this machine, under the same load from wrk.
 Run as `python -m loadtests.bench`; each table is a module of loadtests/tables/.
 
-Prints thirteen tables:
+Prints fourteen tables:
 1. onnxruntime's own time per call (the floor), by rows and intra-op threads;
 2. gateway vs reference at 1, 8 and 64 connections for a 1-row JSON, a 32-row JSON and a 32-row
    binary request, at full load: req/s, p50, p99, server CPU per request, and the ratio;
@@ -30,6 +30,8 @@ Prints thirteen tables:
    100,000 captured rows in-process against onnxruntime called directly on the same rows.
 13. gRPC against HTTP on one gateway at 8 and 64 concurrent calls: 1-row and 32-row requests,
    typed and raw contents against JSON and binary, driven by an async grpc.aio client.
+14. one gateway with 1 worker process against 2 (server.workers) at 8 and 64 connections, 1-row
+   JSON, alternating: req/s, the ratio, server CPU per request and memory per worker.
 
 Absolute figures depend on the machine and its load; the ratios measured in one run are what count.
 Drives the load with wrk (Debian: apt-get install wrk), else with locust. Loopback only; every
@@ -65,13 +67,14 @@ from loadtests.tables import (
     rollout,
     routing,
     versus,
+    workers,
 )
 
 DRIFT_ROUNDS = 6
 TABLES: dict[int, Callable[[Context], list[Table]]] = {
     1: floor.run, 2: versus.run, 3: versus.run, 4: batching.run, 5: memory.run,
     6: routing.run, 7: drift.run, 8: feedback.run, 9: features.run,
-    10: detection.run, 11: rollout.run, 12: capture.run, 13: grpc.run,
+    10: detection.run, 11: rollout.run, 12: capture.run, 13: grpc.run, 14: workers.run,
 }
 """Table number -> the function that measures it (tables 2 and 3 come from one run)."""
 
@@ -85,7 +88,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--paced-rate", type=float, default=1000.0,
                         help="request rate of the paced latency table, per second")
     parser.add_argument("--tables", type=int, nargs="+", default=list(TABLES),
-                        help="which tables to measure (default: all thirteen)")
+                        help="which tables to measure (default: all fourteen)")
     parser.add_argument("--rounds", type=int, default=DRIFT_ROUNDS,
                         help="alternating runs whose median tables 7, 8 and 12 report")
     parser.add_argument("--path-requests", type=int, default=20_000,
