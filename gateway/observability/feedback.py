@@ -180,10 +180,11 @@ class ModelFeedback:
 
 class FeedbackService:
     def __init__(self, window_rows: int) -> None:
-        self.window_rows = window_rows
+        self.group = current_group()
+        self.window_rows = self.group.window_share(window_rows) if self.group else window_rows
+        """Rows of each window here: a worker keeps its share of the group's."""
         self._models: dict[str, ModelFeedback] = {}
         self._missing: dict[str, str] = {}
-        self.group = current_group()
         if self.group is not None:
             self._mirrors = {key: CounterMirror(name, text, labels)
                              for key, (kind, name, text, labels) in _FAMILIES.items()

@@ -11,6 +11,10 @@ it) every `PUBLISH_INTERVAL_S` and at exit. A report or gauge adds its own live 
 peers' files. Counts are what is published, never statistics: histogram counts and window sums
 add up exactly, and the statistics are computed once, from the group's counts. A worker that
 dies takes its window with it: the supervisor removes its file when it starts the worker again.
+Each worker keeps `window_share` of a window's rows (`drift.window_rows` / N, rounded up), so
+the group's window holds as many rows as one process's would, the most recent of each worker:
+the rollout's drift gate, which counts a window fresh once `drift.window_rows` new rows came in
+(gateway_drift_rows_total, the group's sum), reads the group as it reads one process.
 
 Counters that the observability code keeps as plain numbers (drift rows, feedback rows, labels
 per class) are mirrored into prometheus-client's multiprocess files instead (`CounterMirror`),
@@ -35,6 +39,8 @@ GROUP_VARIABLE = "GATEWAY_WORKER_GROUP"
 """The group folder (also PROMETHEUS_MULTIPROC_DIR's parent)."""
 WORKER_VARIABLE = "GATEWAY_WORKER"
 """This worker's index, 0 to N - 1 (a restarted worker keeps its index)."""
+SIZE_VARIABLE = "GATEWAY_WORKERS"
+"""How many workers the group has."""
 SUPERVISOR_VARIABLE = "GATEWAY_SUPERVISOR_PID"
 """The supervisor's pid: its start is the group's (`process_start_time_seconds`)."""
 STATE_PREFIX = "state-w"
@@ -60,10 +66,11 @@ def state_file(folder: Path, worker: int) -> Path:
 
 
 class Group:
-    def __init__(self, folder: Path, worker: int, supervisor_pid: int) -> None:
+    def __init__(self, folder: Path, worker: int, supervisor_pid: int, size: int = 1) -> None:
         self.folder = folder
         self.worker = worker
         self.supervisor_pid = supervisor_pid
+        self.size = size
         self._sources: dict[str, Source] = {}
         self._syncs: list[Callable[[], None]] = []
         self._peers: dict[str, tuple[int, dict[str, Any]]] = {}
@@ -75,6 +82,10 @@ class Group:
     def suffix(self) -> str:
         """A name part that tells this worker's files from its peers' (`-w1`)."""
         return f"-w{self.worker}"
+
+    def window_share(self, window_rows: int) -> int:
+        """The rows of a window this worker keeps: its share of the group's `window_rows`."""
+        return max(1, -(-window_rows // self.size))
 
     def add_source(self, name: str, source: Source) -> None:
         self._sources[name] = source
@@ -152,6 +163,7 @@ def current_group() -> Group | None:
         folder = os.environ.get(GROUP_VARIABLE)
         worker = os.environ.get(WORKER_VARIABLE)
         _current.append(Group(Path(folder), int(worker),
-                              int(os.environ.get(SUPERVISOR_VARIABLE) or os.getppid()))
+                              int(os.environ.get(SUPERVISOR_VARIABLE) or os.getppid()),
+                              int(os.environ.get(SIZE_VARIABLE) or 1))
                         if folder and worker is not None else None)
     return _current[0]

@@ -35,6 +35,7 @@ from types import FrameType
 from gateway.errors import ConfigError
 from gateway.workers.group import (
     GROUP_VARIABLE,
+    SIZE_VARIABLE,
     STARTED_PREFIX,
     SUPERVISOR_VARIABLE,
     WORKER_VARIABLE,
@@ -171,7 +172,7 @@ class Supervisor:
         assert self._http is not None
         fd = self._http.fileno()
         env = {**os.environ, GROUP_VARIABLE: str(self.folder), WORKER_VARIABLE: str(worker.index),
-               SUPERVISOR_VARIABLE: str(os.getpid()),
+               SUPERVISOR_VARIABLE: str(os.getpid()), SIZE_VARIABLE: str(self.count),
                "PROMETHEUS_MULTIPROC_DIR": str(self.folder)}
         command = [sys.executable, "-m", "gateway.workers.worker", "--host", self.host,
                    "--grpc-port", str(self.grpc_port), "--fd", str(fd),

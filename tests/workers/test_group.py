@@ -41,3 +41,9 @@ def test_a_process_the_supervisor_did_not_start_has_no_group(
     monkeypatch.delenv(group_module.GROUP_VARIABLE, raising=False)
     monkeypatch.setattr(group_module, "_current", [])
     assert current_group() is None
+
+
+def test_a_worker_keeps_its_share_of_a_window(tmp_path: Path) -> None:
+    assert Group(tmp_path, 0, os.getpid(), size=2).window_share(5000) == 2500
+    assert Group(tmp_path, 0, os.getpid(), size=3).window_share(5000) == 1667
+    assert Group(tmp_path, 0, os.getpid(), size=8).window_share(3) == 1

@@ -12,7 +12,8 @@ runs, 2 cores). Reports for the gauges are computed every `report_interval_s`, a
 collector serves them at scrape time. One lock orders folds and reports, wherever they run.
 
 In a worker of a group (gateway.workers), the service publishes each version's window counts
-(flat histograms and rows, and its pinned rows) for its peers, and every report, the gauges'
+(flat histograms and rows, and its pinned rows) for its peers, keeping its share of the window
+(`Group.window_share`), and every report, the gauges'
 and the endpoint's, adds the peers' published counts to its own before computing statistics:
 the group's report. Its counters are mirrored into the multiprocess files.
 """
@@ -68,6 +69,9 @@ class DriftService:
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self.group = current_group()
+        self.window_rows = (self.group.window_share(settings.window_rows) if self.group
+                            else settings.window_rows)
+        """Rows of each version's window here: a worker keeps its share of the group's."""
         if self.group is not None:
             self._mirrors = counter_mirrors()
             self.group.add_source("drift", self._group_state)
@@ -137,7 +141,7 @@ class DriftService:
         if not self.settings.enabled or (model, version) in self._tracked:
             return
         try:
-            monitor = DriftMonitor.from_reference_file(reference_file, self.settings.window_rows)
+            monitor = DriftMonitor.from_reference_file(reference_file, self.window_rows)
         except (OSError, ValueError, KeyError) as exc:
             logger.warning("model '%s' version %d: no drift monitoring (%s)", model, version, exc)
             return
