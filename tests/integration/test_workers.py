@@ -11,6 +11,8 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -22,7 +24,15 @@ import orjson
 import pytest
 import tritonclient.grpc as grpcclient
 
-from tests.conftest import MODEL, ConfigWriter, add_model, binary_body, sample_rows, slow_model
+from tests.conftest import (
+    MODEL,
+    ROOT,
+    ConfigWriter,
+    add_model,
+    binary_body,
+    sample_rows,
+    slow_model,
+)
 from tests.integration.conftest import Start
 from tests.integration.server import GatewayProcess
 
@@ -237,3 +247,27 @@ def test_one_worker_is_the_single_process(write_config: ConfigWriter, start: Sta
     environ = Path(f"/proc/{server.process.pid}/environ").read_bytes().split(b"\0")
     assert not any(v.startswith(b"PROMETHEUS_MULTIPROC_DIR=") for v in environ)
     assert "gateway.workers" not in server.log()
+
+
+def test_each_worker_captures_to_its_own_files_and_replay_reads_them_all(
+        tmp_path: Path, write_config: ConfigWriter, start: Start) -> None:
+    folder = tmp_path / "capture"
+    config = write_config(routing=V1, server={"workers": 2},
+                          capture={"enabled": True, "path": str(folder)})
+    server = start(config)
+    wait_for(lambda: server.log().count("Application startup complete") == 2,
+             "both workers started")
+    rows = sample_rows(60, seed=2)
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda i: infer(server, rows[2 * i:2 * i + 2]).status,
+                                range(30)))
+    assert answers == [200] * 30
+    assert server.stop() == 0  # files closed and gzipped at exit
+    names = sorted(p.name for p in folder.iterdir())
+    assert {n.rsplit("-", 1)[1] for n in names} == {"w0.jsonl.gz", "w1.jsonl.gz"}, names
+    done = subprocess.run([sys.executable, "-m", "gateway", "replay", str(folder), "--model",
+                           MODEL, "--version", "1", "--json", "--config", str(config)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    result = orjson.loads(done.stdout)
+    assert (result["rows"], result["agreement"]) == (60, 1.0)
