@@ -10,8 +10,12 @@ first worker awake loops faster than the second wakes). So each worker keeps its
 connections in its slot of a small shared file (`connections`, one int64 per worker), and
 accepts only while it has no more than the fewest of its peers; otherwise it looks again 1 ms
 later (its peers, woken by the same readable socket, take the connection). A connection is
-placed once; the requests on it cost nothing more. A dead worker's slot keeps its last count
-until its restart resets it, which only makes the others more willing to accept.
+placed once; the requests on it cost nothing more.
+
+A worker that does not accept must never hold connections back: its slot reads `NOT_ACCEPTING`
+(the largest int64) while it starts (models loading), once it stops accepting (draining), and
+after it dies (the supervisor writes it); and a connection left waiting `MAX_WAIT_S` (a peer
+whose event loop is stuck) is taken by whoever looks next, whatever the counts.
 """
 
 from __future__ import annotations
@@ -27,12 +31,13 @@ from typing import Any
 import numpy as np
 import uvloop
 
-from gateway.workers.group import CONNECTIONS_FILE
+from gateway.workers.group import CONNECTIONS_FILE, NOT_ACCEPTING
 
 logger = logging.getLogger("gateway.workers")
 
 
 RETRY_S = 0.001
+MAX_WAIT_S = 0.05
 
 
 class ConnectionCounts:
@@ -44,11 +49,16 @@ class ConnectionCounts:
         self._counts = np.frombuffer(self._map, dtype=np.int64)
         self._worker = worker
         self.mine = 0
-        self._counts[worker] = 0  # a restarted worker begins with none
+        self.accepting(False)  # until it serves: a restarted worker's old count is no more
+
+    def accepting(self, accepting: bool) -> None:
+        self._counts[self._worker] = self.mine if accepting else NOT_ACCEPTING
+        self._accepting = accepting
 
     def change(self, by: int) -> None:
         self.mine += by
-        self._counts[self._worker] = self.mine
+        if self._accepting:
+            self._counts[self._worker] = self.mine
 
     def my_turn(self) -> bool:
         """No peer has fewer connections than this worker."""
@@ -67,8 +77,12 @@ class TurnTakingServer:
         self._factory = protocol_factory
         self._counts = counts
         self._pending: set[asyncio.Task[Any]] = set()
+        self._waiting_since: float | None = None
+        """When this worker first left a waiting connection to a peer."""
         sock.setblocking(False)
         self._serving = True
+        if counts is not None:
+            counts.accepting(True)
         self._watch()
 
     def _watch(self) -> None:
@@ -95,9 +109,14 @@ class TurnTakingServer:
 
     def _accept_one(self) -> None:
         if self._counts is not None and not self._counts.my_turn():
-            self._loop.remove_reader(self._sock.fileno())  # a peer's turn: look again soon
-            self._loop.call_later(RETRY_S, self._watch)
-            return
+            now = self._loop.time()
+            if self._waiting_since is None:
+                self._waiting_since = now
+            if now - self._waiting_since < MAX_WAIT_S:
+                self._loop.remove_reader(self._sock.fileno())  # a peer's turn: look again
+                self._loop.call_later(RETRY_S, self._watch)
+                return
+        self._waiting_since = None
         try:
             conn, _ = self._sock.accept()
         except (BlockingIOError, InterruptedError):  # a peer was faster: its connection
@@ -120,6 +139,8 @@ class TurnTakingServer:
         if self._serving:
             self._serving = False
             self._loop.remove_reader(self._sock.fileno())
+            if self._counts is not None:
+                self._counts.accepting(False)
 
     async def wait_closed(self) -> None:
         if self._pending:

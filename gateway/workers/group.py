@@ -28,6 +28,7 @@ import contextlib
 import json
 import logging
 import os
+import sys
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -56,9 +57,21 @@ CONNECTIONS_FILE = "connections"
 """Open HTTP connections per worker, one int64 each (gateway.workers.accept)."""
 
 
+NOT_ACCEPTING = 2**63 - 1
+"""A worker's count while it does not accept (starting, draining, dead)."""
+
+
 def make_connection_counts(folder: Path, workers: int) -> None:
-    """The shared file of open connections per worker, zeroed (the supervisor makes it)."""
-    (folder / CONNECTIONS_FILE).write_bytes(bytes(8 * workers))
+    """The shared file of open connections per worker, every worker not accepting yet (the
+    supervisor makes it)."""
+    (folder / CONNECTIONS_FILE).write_bytes(NOT_ACCEPTING.to_bytes(8, sys.byteorder) * workers)
+
+
+def mark_not_accepting(folder: Path, worker: int) -> None:
+    """A dead worker's slot: its peers must not wait for it to take connections."""
+    with open(folder / CONNECTIONS_FILE, "r+b") as file:
+        file.seek(8 * worker)
+        file.write(NOT_ACCEPTING.to_bytes(8, sys.byteorder))
 
 
 def state_file(folder: Path, worker: int) -> Path:

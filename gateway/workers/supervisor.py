@@ -40,6 +40,7 @@ from gateway.workers.group import (
     SUPERVISOR_VARIABLE,
     WORKER_VARIABLE,
     make_connection_counts,
+    mark_not_accepting,
     state_file,
 )
 from gateway.workers.sockets import listen_http, reserve_grpc
@@ -167,6 +168,7 @@ class Supervisor:
                      self.folder / f"{STARTED_PREFIX}{worker.index}"):
             path.unlink(missing_ok=True)
         multiprocess.mark_process_dead(pid, str(self.folder))  # type: ignore[no-untyped-call]
+        mark_not_accepting(self.folder, worker.index)
 
     def _start(self, worker: _Worker) -> None:
         assert self._http is not None

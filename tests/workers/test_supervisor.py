@@ -12,7 +12,7 @@ import pytest
 
 from gateway.errors import ConfigError
 from gateway.settings import parse_settings
-from gateway.workers.group import make_connection_counts
+from gateway.workers.group import make_connection_counts, mark_not_accepting
 from gateway.workers.sockets import listen_http, reserve_grpc
 from gateway.workers.supervisor import describe_exit
 from tests.integration.server import free_port
@@ -62,6 +62,9 @@ def test_the_worker_with_the_fewest_connections_takes_the_next(tmp_path: Path) -
 
     make_connection_counts(tmp_path, 2)
     first, second = ConnectionCounts(tmp_path, 0), ConnectionCounts(tmp_path, 1)
+    first.accepting(True)
+    assert first.my_turn()  # its peer is still starting: it holds nothing back
+    second.accepting(True)
     assert first.my_turn() and second.my_turn()
     first.change(+1)
     assert not first.my_turn() and second.my_turn()
@@ -69,3 +72,9 @@ def test_the_worker_with_the_fewest_connections_takes_the_next(tmp_path: Path) -
     assert first.my_turn() and second.my_turn()
     second.change(-1)
     assert not first.my_turn()
+    mark_not_accepting(tmp_path, 1)  # the supervisor, when the second dies
+    assert first.my_turn()
+    again = ConnectionCounts(tmp_path, 1)  # restarted: not accepting until it serves
+    assert first.my_turn()
+    again.accepting(True)
+    assert not first.my_turn() and again.my_turn()
