@@ -54,6 +54,8 @@ MAX_BACKOFF_S = 30.0
 KILL_MARGIN_S = 2.0
 """After the grace, what a worker may take to close (its lifespan's last steps) before a kill."""
 POLL_S = 0.05
+STARTUP_FAILURE = 3
+"""A busy port's exit code, as a single process's (uvicorn's)."""
 
 
 @dataclass
@@ -98,7 +100,7 @@ class Supervisor:
             if self._http is not None:
                 self._http.close()
             logging.getLogger("uvicorn.error").error("%s", exc)
-            return 1
+            return STARTUP_FAILURE
         self.folder = Path(tempfile.mkdtemp(prefix="gateway-workers-"))
         make_connection_counts(self.folder, self.count)
         for sig in (signal.SIGTERM, signal.SIGINT):

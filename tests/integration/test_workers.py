@@ -11,6 +11,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -271,3 +272,20 @@ def test_each_worker_captures_to_its_own_files_and_replay_reads_them_all(
     assert done.returncode == 0, done.stderr
     result = orjson.loads(done.stdout)
     assert (result["rows"], result["agreement"]) == (60, 1.0)
+
+
+def test_a_busy_port_fails_the_group_as_it_fails_one_process(write_config: ConfigWriter) -> None:
+    config = write_config(routing=V1)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        done = [subprocess.run([sys.executable, "-m", "gateway", "serve", "--config",
+                                str(config), "--host", "127.0.0.1", "--port",
+                                str(taken.getsockname()[1]), "--grpc-port", "0", "--workers",
+                                workers], cwd=ROOT, capture_output=True, text=True, timeout=60)
+                for workers in ("1", "2")]
+    assert done[1].returncode == done[0].returncode != 0
+    for run in done:
+        assert "error while attempting to bind on address" in run.stderr, run.stderr
+        assert "address already in use" in run.stderr
+    assert "worker 0 started" not in done[1].stderr  # no worker was started
