@@ -9,9 +9,9 @@ no model and serves nothing itself.
   the same index; its published window state is removed (its window is gone), its counters stay
   in the multiprocess files. A worker that keeps dying soon after its start is started again
   after a delay that doubles, up to `MAX_BACKOFF_S`.
-- A worker that exits before it ever served, at the group's start, fails the group (a model
-  that does not load fails every worker alike): the others are stopped and the exit code is 1,
-  as a single process's would be.
+- A worker that exits before it ever served, at the group's start, fails the group (a start-up
+  error fails every worker alike: the app's start-up raising, say): the others are stopped and
+  the exit code is 3, as a single process's would be.
 - SIGTERM or SIGINT is passed to every worker as SIGTERM; each drains as a single process does
   within `server.shutdown_grace_s`; what is left `KILL_MARGIN_S` after that is killed, and the
   supervisor exits 0.
@@ -130,7 +130,7 @@ class Supervisor:
                     logger.error("worker %d exited before it served (%s): stopping the group",
                                  worker.index, failed)
                     self._stop_all()
-                    return 1
+                    return STARTUP_FAILURE
             time.sleep(POLL_S)
         self._stop_all()
         return 0
