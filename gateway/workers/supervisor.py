@@ -10,8 +10,9 @@ no model and serves nothing itself.
   in the multiprocess files. A worker that keeps dying soon after its start is started again
   after a delay that doubles, up to `MAX_BACKOFF_S`.
 - A worker that exits before it ever served, at the group's start, fails the group (a start-up
-  error fails every worker alike: the app's start-up raising, say): the others are stopped and
-  the exit code is 3, as a single process's would be.
+  error fails every worker alike: a routing file that does not parse, say): the others are
+  stopped and the group exits with the worker's exit code, as one process would (3 after a
+  signal).
 - SIGTERM or SIGINT is passed to every worker as SIGTERM; each drains as a single process does
   within `server.shutdown_grace_s`; what is left `KILL_MARGIN_S` after that is killed, and the
   supervisor exits 0.
@@ -126,18 +127,16 @@ class Supervisor:
         while not self._stop_requested:
             for worker in self._workers:
                 failed = self._check(worker)
-                if failed is not None:
-                    logger.error("worker %d exited before it served (%s): stopping the group",
-                                 worker.index, failed)
+                if failed is not None:  # the worker's own code, as one process's would be
                     self._stop_all()
-                    return STARTUP_FAILURE
+                    return failed if failed > 0 else STARTUP_FAILURE
             time.sleep(POLL_S)
         self._stop_all()
         return 0
 
-    def _check(self, worker: _Worker) -> str | None:
-        """Start again a worker that exited (after its back-off); the exit, when the worker
-        never served at the group's start (the group fails), else None."""
+    def _check(self, worker: _Worker) -> int | None:
+        """Start again a worker that exited (after its back-off); its exit code, when the
+        worker never served at the group's start (the group fails), else None."""
         now = time.monotonic()
         if worker.process is None:
             if worker.restart_at_s is not None and now >= worker.restart_at_s:
@@ -152,7 +151,9 @@ class Supervisor:
         worker.process = None
         self._forget(worker, pid)
         if not started and worker.starts == 1:
-            return how
+            logger.error("worker %d exited before it served (%s): stopping the group",
+                         worker.index, how)
+            return code
         ran_s = now - worker.started_s
         worker.quick_exits = worker.quick_exits + 1 if ran_s < QUICK_EXIT_S else 0
         delay_s = (min(FIRST_BACKOFF_S * 2 ** (worker.quick_exits - 1), MAX_BACKOFF_S)

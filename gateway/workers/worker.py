@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run_worker(args.config, args.host, args.grpc_port, args.fd)
     except ConfigError as exc:
-        print(f"gateway serve (worker): {exc}", file=sys.stderr)
+        print(f"gateway serve: {exc}", file=sys.stderr)  # as one process says it
         return 1
 
 

@@ -35,7 +35,7 @@ from tests.conftest import (
     slow_model,
 )
 from tests.integration.conftest import Start
-from tests.integration.server import GatewayProcess
+from tests.integration.server import GatewayProcess, free_port
 
 V1 = {"models": {MODEL: {"traffic": [{"version": 1, "weight": 100}]}}}
 INFER = f"/v2/models/{MODEL}/infer"
@@ -289,3 +289,18 @@ def test_a_busy_port_fails_the_group_as_it_fails_one_process(write_config: Confi
         assert "error while attempting to bind on address" in run.stderr, run.stderr
         assert "address already in use" in run.stderr
     assert "worker 0 started" not in done[1].stderr  # no worker was started
+
+
+def test_a_start_up_error_fails_the_group_as_it_fails_one_process(
+        write_config: ConfigWriter) -> None:
+    config = write_config(routing="models: {breast-cancer: {traffic: [{version: 9}]}}\n")
+    done = [subprocess.run([sys.executable, "-m", "gateway", "serve", "--config", str(config),
+                            "--host", "127.0.0.1", "--port", str(free_port()), "--grpc-port",
+                            "0", "--workers", workers], cwd=ROOT, capture_output=True,
+                           text=True, timeout=60)
+            for workers in ("1", "2")]
+    single = [line for line in done[0].stderr.splitlines() if line.startswith("gateway serve:")]
+    assert single and done[0].returncode != 0
+    assert done[1].returncode == done[0].returncode
+    assert single[0] in done[1].stderr.splitlines()
+    assert "exited before it served" in done[1].stderr
