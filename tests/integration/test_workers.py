@@ -10,6 +10,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -304,3 +305,23 @@ def test_a_start_up_error_fails_the_group_as_it_fails_one_process(
     assert done[1].returncode == done[0].returncode
     assert single[0] in done[1].stderr.splitlines()
     assert "exited before it served" in done[1].stderr
+
+
+def test_workers_never_outlive_their_supervisor(write_config: ConfigWriter,
+                                                start: Start) -> None:
+    server = start_group(start, write_config)
+    workers = children(server)
+    folder = group_folder(server)
+    server.process.kill()  # SIGKILL: no signal is passed on; Linux sends each worker SIGTERM
+    server.process.wait()
+
+    def running(pid: int) -> bool:  # a zombie (state Z) waits for init: it has ended
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+
+    def gone() -> bool:
+        return not any(running(pid) for pid in workers)
+    wait_for(gone, "the workers ended")
+    shutil.rmtree(folder, ignore_errors=True)  # a killed supervisor cannot remove it
