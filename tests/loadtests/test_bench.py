@@ -42,11 +42,12 @@ def test_every_table_is_measured_and_returned() -> None:
     errors = versus.header.index("errors")
     assert all(row[errors] == "0" for row in versus.rows), versus.rows  # no request failed
     features = tables[8]
-    assert [row[0] for row in features.rows][:2] == ["one version at 100%", "+ 90/10 split"]
+    assert [row[0] for row in features.rows][:3] == [
+        "the limit: onnxruntime on the event loop", "one version at 100%", "+ 90/10 split"]
     assert features.rows[-1][0].startswith("reference app")
     assert all(row[-1] == "0" for row in features.rows), features.rows
     path = features.header.index("path µs")
-    assert all(float(row[path]) > 0 for row in features.rows[:6])  # measured in process too
+    assert all(float(row[path]) > 0 for row in features.rows[1:7])  # measured in process too
     detection = {row[0]: row[1:] for row in tables[9].rows}
     assert float(detection["a new category takes 2%"][0]) == 1.0  # flagged at 1,000 rows
     assert float(detection["no drift (false alarms per window)"][1]) <= 0.05
@@ -60,10 +61,12 @@ def test_every_table_is_measured_and_returned() -> None:
     assert written and int(written[1].replace(",", "")) > 0, capture.title
     assert "agreement 100.00%" in replay.title and float(replay.rows[0][2][:-1]) > 0
     dropped = features.header.index("shadow dropped at 8")
-    assert features.rows[5][dropped].endswith(tuple("0123456789"))  # the 10% shadow was sent
+    assert features.rows[6][dropped].endswith(tuple("0123456789"))  # the 10% shadow was sent
     grpc = tables[-1]  # both transports, every request kind, no error
     assert grpc.title.startswith("13. gRPC and HTTP")
-    assert {row[1] for row in grpc.rows} >= {"HTTP JSON", "gRPC typed", "gRPC raw"}
+    assert {row[2] for row in grpc.rows} >= {"HTTP JSON", "gRPC typed", "gRPC raw"}
+    assert {row[1] for row in grpc.rows} == {"gateway", "reference app", "gRPC reference",
+                                             "grpc.aio, no model"}
     errors, rps, cpu = (grpc.header.index(h) for h in ("errors", "req/s", "server CPU"))
     assert all(row[errors] == "0" for row in grpc.rows), grpc.rows
     assert all(float(row[rps].replace(",", "")) > 0 and float(row[cpu]) > 0
