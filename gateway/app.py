@@ -145,11 +145,13 @@ def create_app(settings: Settings, admin_token: str | None = None, grpc_host: st
     if grpc_port:
         from gateway.grpc.server import GrpcServer
         from gateway.grpc.service import InferenceService
+        from gateway.workers.group import current_group
 
         grpc_server = GrpcServer(
             InferenceService(gateway.registry, settings.limits, gateway.live, gateway.pipeline,
                              gateway.tracing),
-            settings, grpc_host or settings.server.host, grpc_port)
+            settings, grpc_host or settings.server.host, grpc_port,
+            reuse_port=current_group() is not None)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

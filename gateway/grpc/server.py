@@ -27,19 +27,22 @@ logger = logging.getLogger("gateway.grpc")
 
 class GrpcServer:
     def __init__(self, service: InferenceService, settings: Settings, host: str,
-                 port: int) -> None:
+                 port: int, reuse_port: bool = False) -> None:
+        """`reuse_port`: share the port with the other workers of a group (`server.workers`);
+        off, a second gateway on the port fails, as HTTP does."""
         self._service = service
         self._settings = settings
         self._address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self._server: grpc.aio.Server | None = None
         self._stopping: asyncio.Task[None] | None = None
+        self._reuse_port = reuse_port
 
     async def start(self) -> None:
         limits = self._settings.limits
         server = grpc.aio.server(options=[
             ("grpc.max_receive_message_length", limits.max_body_bytes),
             ("grpc.max_send_message_length", -1),
-            ("grpc.so_reuseport", 0),  # a second gateway on the port fails, as HTTP does
+            ("grpc.so_reuseport", 1 if self._reuse_port else 0),
         ])
         server.add_generic_rpc_handlers(self._service.handlers())
         bound = server.add_insecure_port(self._address)

@@ -40,20 +40,6 @@ def _end_with_supervisor(group: Group) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _share_grpc_port() -> None:
-    """gateway.grpc.server asks grpc for `grpc.so_reuseport` 0 (a second gateway on the port
-    fails, as HTTP does); a worker shares the port with its peers, so it asks for 1. Done here,
-    in the worker's process only, until GrpcServer takes the choice as an argument."""
-    import grpc
-
-    make_server = grpc.aio.server
-
-    def server(*args: Any, options: Any = (), **kwargs: Any) -> Any:
-        shared = [(k, 1 if k == "grpc.so_reuseport" else v) for k, v in options or ()]
-        return make_server(*args, options=shared, **kwargs)
-    grpc.aio.server = server
-
-
 async def _publish_once_started(server: Any, group: Group) -> None:
     while not server.started:  # noqa: ASYNC110 - uvicorn sets a flag, it offers no event
         await asyncio.sleep(0.05)
@@ -86,8 +72,6 @@ def run_worker(config: str | None, host: str, grpc_port: int, fd: int) -> int:
                           "with server.workers above 1")
     _end_with_supervisor(group)
     settings = load_settings(Path(config) if config else None)
-    if grpc_port:
-        _share_grpc_port()
     app = create_app(settings, grpc_host=host, grpc_port=grpc_port)
     uv_config = uvicorn.Config(
         app, loop="uvloop", http=bounded_protocol(settings.limits), log_level="info",

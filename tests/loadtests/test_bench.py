@@ -18,7 +18,7 @@ TITLES = ("1. onnxruntime called directly", "2. gateway vs reference app", "3. l
           "8. label feedback", "9. every feature", "10. drift detection", "10b. drift flag",
           "10c. drift pages", "11. rollout controller", "11a. rollout controller",
           "11b. rollout controller", "12a. prediction capture", "12b. replay of 100,000",
-          "13. gRPC and HTTP")
+          "13. gRPC and HTTP", "14. workers")
 
 
 @pytest.fixture(autouse=True)
@@ -33,7 +33,7 @@ def test_every_table_is_measured_and_returned() -> None:
                              "--path-requests", "400"])
     tables = bench.run(args, show=lambda table: None)
     assert [t.title.split(" ")[0] for t in tables] == [f"{n}." for n in range(1, 11)] + [
-        "10b.", "10c.", "11.", "11a.", "11b.", "12a.", "12b.", "13."]
+        "10b.", "10c.", "11.", "11a.", "11b.", "12a.", "12b.", "13.", "14."]
     for table, title in zip(tables, TITLES, strict=True):
         assert table.title.startswith(title)
         assert table.rows and all(len(row) == len(table.header) for row in table.rows)
@@ -62,7 +62,7 @@ def test_every_table_is_measured_and_returned() -> None:
     assert "agreement 100.00%" in replay.title and float(replay.rows[0][2][:-1]) > 0
     dropped = features.header.index("shadow dropped at 8")
     assert features.rows[6][dropped].endswith(tuple("0123456789"))  # the 10% shadow was sent
-    grpc = tables[-1]  # both transports, every request kind, no error
+    grpc = tables[-2]  # both transports, every request kind, no error
     assert grpc.title.startswith("13. gRPC and HTTP")
     assert {row[2] for row in grpc.rows} >= {"HTTP JSON", "gRPC typed", "gRPC raw"}
     assert {row[1] for row in grpc.rows} == {"gateway", "reference app", "gRPC reference",
@@ -71,6 +71,9 @@ def test_every_table_is_measured_and_returned() -> None:
     assert all(row[errors] == "0" for row in grpc.rows), grpc.rows
     assert all(float(row[rps].replace(",", "")) > 0 and float(row[cpu]) > 0
                for row in grpc.rows), grpc.rows
+    workers = tables[-1]
+    assert workers.title.startswith("14. workers")
+    assert all(row[-1] == "0" for row in workers.rows), workers.rows
 
 
 def test_make_bench_runs_one_table_from_the_command_line() -> None:
