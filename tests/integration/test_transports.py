@@ -195,3 +195,54 @@ def test_bytes_tensors_over_grpc(model_repo: Path, write_config: Any, start: Sta
     assert total is not None and difference is not None
     np.testing.assert_array_equal(total.astype(np.int32), np.tile(expected_a + 1, (2, 1)))
     np.testing.assert_array_equal(difference.astype(np.int32), np.tile(expected_a - 1, (2, 1)))
+
+
+CANARY = f"""\
+models:
+  {MODEL}:
+    traffic:
+      - {{version: 1, weight: 50}}
+      - {{version: 2, weight: 50}}
+    sticky_key: {STICKY}
+    rollout:
+      baseline: 1
+      canary: 2
+      steps: [50, 100]
+      gates: {{max_error_rate_increase: 0.01}}
+"""
+
+
+def test_a_canary_s_rollout_evidence_moves_alike_over_either_transport(
+        model_repo: Path, tmp_path: Path, start: Start) -> None:
+    """The rollout controller reads the same counters whichever transport a routed request
+    came by: the same requests, sticky-keyed, over HTTP to one gateway and over gRPC to
+    another, give the controller the same evidence for the baseline and the canary."""
+    import json
+    import subprocess
+    import sys
+
+    servers, configs = [], []
+    for name in ("http", "grpc"):
+        config = write_gateway_config(tmp_path / name, model_repo, CANARY)
+        configs.append(config)
+        servers.append(start(config, grpc=name == "grpc"))
+    over_http, over_grpc = servers
+    http_client = httpclient.InferenceServerClient(over_http.url)
+    grpc_client = grpcclient.InferenceServerClient(over_grpc.grpc_url)
+    rows = sample_rows(1, seed=5)
+    for user in range(60):
+        for module, client in ((httpclient, http_client), (grpcclient, grpc_client)):
+            tensor = module.InferInput("input", list(rows.shape), "FP32")
+            tensor.set_data_from_numpy(rows)
+            client.infer(MODEL, [tensor], headers={STICKY: f"user-{user}"})
+    seen = []
+    for config, server in zip(configs, servers, strict=True):
+        shown = subprocess.run(
+            [sys.executable, "-m", "gateway", "rollout", "--config", str(config), "--metrics",
+             f"http://{server.url}/metrics", "--once"],
+            capture_output=True, text=True, timeout=60)
+        assert shown.returncode == 0, shown.stderr
+        decision = json.loads(shown.stdout.strip().splitlines()[-1])
+        gate = next(g for g in decision["gates"] if g["gate"] == "errors")
+        seen.append((gate["n_baseline"], gate["n_canary"]))
+    assert seen[0] == seen[1] and sum(seen[0]) == 60 and min(seen[0]) > 0, seen
