@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from gateway.errors import ConfigError
+from gateway.grpc.server import PortTaken
 from gateway.settings import Settings, load_settings, parse_workers
 
 logger = logging.getLogger("gateway")
@@ -137,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"gateway {args.command}: {exc}", file=sys.stderr)
         return 1
+    except PortTaken as exc:  # before any model loads; exit 3, as uvicorn's for a taken port
+        print(f"gateway {args.command}: {exc}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

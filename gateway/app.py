@@ -143,9 +143,12 @@ def create_app(settings: Settings, admin_token: str | None = None, grpc_host: st
     gateway = Gateway(settings)
     grpc_server = None
     if grpc_port:
-        from gateway.grpc.server import GrpcServer
+        from gateway.grpc.server import GrpcServer, ensure_port_free
         from gateway.grpc.service import InferenceService
         from gateway.workers.group import current_group
+
+        if current_group() is None:  # a worker's port is its supervisor's, shared on purpose
+            ensure_port_free(grpc_host or settings.server.host, grpc_port)
 
         grpc_server = GrpcServer(
             InferenceService(gateway.registry, settings.limits, gateway.live, gateway.pipeline,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import threading
 from types import FrameType
 from typing import Any
@@ -23,6 +24,25 @@ from gateway.grpc.service import InferenceService
 from gateway.settings import Settings
 
 logger = logging.getLogger("gateway.grpc")
+
+
+class PortTaken(OSError):
+    """The gRPC port is another process's: `gateway serve` says so in one line (exit 3, as for
+    a taken HTTP port)."""
+
+
+def ensure_port_free(host: str, port: int) -> None:
+    """Refuse at once, before any model loads, when something listens on the gRPC port: a
+    plain bind (no SO_REUSEPORT, which grpcio sets and would share the port) must succeed."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no owner
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise PortTaken(f"cannot listen for gRPC on {host}:{port}: the port is taken "
+                            f"({exc.strerror}); pick another with --grpc-port (0 turns gRPC "
+                            "off)") from None
 
 
 class GrpcServer:
@@ -45,7 +65,10 @@ class GrpcServer:
             ("grpc.so_reuseport", 1 if self._reuse_port else 0),
         ])
         server.add_generic_rpc_handlers(self._service.handlers())
-        bound = server.add_insecure_port(self._address)
+        try:  # grpcio raises on a taken port (older versions returned 0)
+            bound = server.add_insecure_port(self._address)
+        except RuntimeError:
+            bound = 0
         if not bound:
             raise OSError(f"cannot listen for gRPC on {self._address}: the port is taken; pick "
                           "another with --grpc-port (0 turns gRPC off)")
