@@ -9,8 +9,7 @@ import logging
 import sys
 from pathlib import Path
 
-from gateway.errors import ConfigError
-from gateway.grpc.server import PortTaken
+from gateway.errors import ConfigError, PortTaken
 from gateway.settings import Settings, load_settings, parse_workers
 
 logger = logging.getLogger("gateway")

@@ -93,3 +93,8 @@ class RequestTimeout(GatewayError):
 
 class ConfigError(Exception):
     """A config file or a model repository entry is invalid; the message says where and why."""
+
+
+class PortTaken(OSError):
+    """A port the server must listen on is another process's: `gateway serve` says so in one
+    line and exits 3, as uvicorn does for a taken HTTP port."""

@@ -20,15 +20,11 @@ from typing import Any
 
 import grpc
 
+from gateway.errors import PortTaken
 from gateway.grpc.service import InferenceService
 from gateway.settings import Settings
 
 logger = logging.getLogger("gateway.grpc")
-
-
-class PortTaken(OSError):
-    """The gRPC port is another process's: `gateway serve` says so in one line (exit 3, as for
-    a taken HTTP port)."""
 
 
 def ensure_port_free(host: str, port: int) -> None:
