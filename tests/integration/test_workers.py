@@ -325,3 +325,40 @@ def test_workers_never_outlive_their_supervisor(write_config: ConfigWriter,
         return not any(running(pid) for pid in workers)
     wait_for(gone, "the workers ended")
     shutil.rmtree(folder, ignore_errors=True)  # a killed supervisor cannot remove it
+
+
+def serve_exit(config: Path, grpc_port: int, workers: str) -> subprocess.CompletedProcess[str]:
+    """`gateway serve` on a free HTTP port and the given gRPC port, run to its end."""
+    return subprocess.run([sys.executable, "-m", "gateway", "serve", "--config", str(config),
+                           "--host", "127.0.0.1", "--port", str(free_port()), "--grpc-port",
+                           str(grpc_port), "--workers", workers], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_a_grpc_port_another_group_or_grpc_server_has_is_busy(write_config: ConfigWriter,
+                                                              start: Start) -> None:
+    """Before, the supervisor's reservation (SO_REUSEPORT) proved nothing: a second group on
+    group A's gRPC port started and took about half of A's new channels, and a group started
+    on a grpcio server's port (grpcio sets SO_REUSEPORT), where one process refuses."""
+    import grpc
+
+    first = start_group(start, write_config, grpc=True)
+    other = grpc.server(ThreadPoolExecutor(1))
+    grpc_port = other.add_insecure_port("127.0.0.1:0")
+    other.start()
+    try:
+        config = write_config(routing=V1)
+        with ThreadPoolExecutor(3) as pool:
+            second, single, group = pool.map(lambda a: serve_exit(config, *a), [
+                (first.grpc_port, "2"), (grpc_port, "1"), (grpc_port, "2")])
+    finally:
+        other.stop(None)
+    assert single.returncode == 3, single.stderr
+    for run in (second, group):
+        assert run.returncode == single.returncode, run.stderr
+        assert "the port is taken; pick another with --grpc-port" in run.stderr
+        assert "worker 0 started" not in run.stderr  # refused before any worker
+    assert "the port is taken" in single.stderr
+    client = grpcclient.InferenceServerClient(first.grpc_url)  # A still serves its port
+    assert client.is_server_live()
+    client.close()

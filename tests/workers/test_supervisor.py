@@ -27,15 +27,27 @@ def test_a_busy_http_port_fails_with_uvicorns_words() -> None:
             listen_http("127.0.0.1", port)
 
 
-def test_a_busy_grpc_port_is_told_though_the_group_binds_it_shared() -> None:
+def test_a_grpc_port_anyone_has_is_busy_though_the_group_binds_it_shared() -> None:
+    """Whoever holds the port, sharing (SO_REUSEPORT) or not, makes it busy: before, a
+    second group or a grpcio server bound beside the group and took its connections."""
     with socket.socket() as taken:  # another server, not sharing: no SO_REUSEPORT
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         with pytest.raises(ConfigError, match="the port is taken; pick another with "
                                               "--grpc-port"):
             reserve_grpc("127.0.0.1", taken.getsockname()[1])
+    for host in ("127.0.0.1", "0.0.0.0"):  # the any-address bind must see it too
+        with socket.socket() as shared:  # a grpcio server, or a group's worker: SO_REUSEPORT
+            shared.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            shared.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            shared.bind(("127.0.0.1", 0))
+            shared.listen()
+            with pytest.raises(ConfigError, match="the port is taken"):
+                reserve_grpc(host, shared.getsockname()[1])
     port = free_port()
     reserved = reserve_grpc("127.0.0.1", port)
+    with pytest.raises(ConfigError, match="the port is taken"):  # a second group, starting
+        reserve_grpc("127.0.0.1", port)
     with socket.socket() as worker:  # a worker binds beside the reservation, as grpc does
         worker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         worker.bind(("127.0.0.1", port))
