@@ -31,8 +31,7 @@ def serve(args: argparse.Namespace) -> int:
     if workers > 1:  # a supervisor and its workers (gateway.workers); else one process
         from gateway.workers.supervisor import run_group
 
-        return run_group(args.config, host, port, grpc_port, workers,
-                         settings.server.shutdown_grace_s)
+        return run_group(settings, host, port, grpc_port, workers)
     import uvicorn
 
     from gateway.app import create_app

@@ -1,9 +1,11 @@
 """The supervisor: `gateway serve` with `server.workers` above 1.
 
-It takes the ports (gateway.workers.sockets), makes the group folder (a temporary folder,
-removed at exit) that holds prometheus-client's multiprocess files and the workers' published
-state, and keeps N workers running (gateway.workers.worker, each a fresh interpreter). It loads
-no model and serves nothing itself.
+It takes the ports (gateway.workers.sockets), makes the group folder (gateway.workers.folder:
+a temporary folder, removed at exit, and by the next supervisor when this one is killed) that
+holds prometheus-client's multiprocess files, the workers' published state and the settings it
+loaded, and keeps N workers running (gateway.workers.worker, each a fresh interpreter, every one
+started from those settings: gateway.yaml is read once, by the supervisor). It loads no model
+and serves nothing itself.
 
 - A worker that exits is logged (its index, pid, exit code or signal) and started again, in
   the same index; its published window state is removed (its window is gone), its counters stay
@@ -27,13 +29,14 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
 from gateway.errors import ConfigError
+from gateway.settings import Settings
+from gateway.workers.folder import make_group_folder, write_settings
 from gateway.workers.group import (
     GROUP_VARIABLE,
     SIZE_VARIABLE,
@@ -80,14 +83,14 @@ def describe_exit(code: int) -> str:
 
 
 class Supervisor:
-    def __init__(self, config: str | None, host: str, port: int, grpc_port: int, count: int,
-                 grace_s: float) -> None:
-        self.config = config
+    def __init__(self, settings: Settings, host: str, port: int, grpc_port: int,
+                 count: int) -> None:
+        self.settings = settings
         self.host = host
         self.port = port
         self.grpc_port = grpc_port
         self.count = count
-        self.grace_s = grace_s
+        self.grace_s = settings.server.shutdown_grace_s
         self.folder = Path()
         self._http: socket.socket | None = None
         self._stop_requested = False
@@ -102,7 +105,8 @@ class Supervisor:
                 self._http.close()
             logging.getLogger("uvicorn.error").error("%s", exc)
             return STARTUP_FAILURE
-        self.folder = Path(tempfile.mkdtemp(prefix="gateway-workers-"))
+        self.folder, lock = make_group_folder()
+        write_settings(self.folder, self.settings)
         make_connection_counts(self.folder, self.count)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
@@ -113,6 +117,7 @@ class Supervisor:
         finally:
             self._close_ports(reserved)
             shutil.rmtree(self.folder, ignore_errors=True)
+            lock.close()
         return code
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
@@ -180,8 +185,7 @@ class Supervisor:
                SUPERVISOR_VARIABLE: str(os.getpid()), SIZE_VARIABLE: str(self.count),
                "PROMETHEUS_MULTIPROC_DIR": str(self.folder)}
         command = [sys.executable, "-m", "gateway.workers.worker", "--host", self.host,
-                   "--grpc-port", str(self.grpc_port), "--fd", str(fd),
-                   *(["--config", self.config] if self.config else [])]
+                   "--grpc-port", str(self.grpc_port), "--fd", str(fd)]
         # Its own session: a terminal's Ctrl-C reaches the supervisor only, which passes one
         # SIGTERM on (a second SIGINT would make uvicorn skip the drain).
         worker.process = subprocess.Popen(command, env=env, pass_fds=(fd,),
@@ -216,6 +220,6 @@ class Supervisor:
                 sock.close()
 
 
-def run_group(config: str | None, host: str, port: int, grpc_port: int, count: int,
-              grace_s: float) -> int:
-    return Supervisor(config, host, port, grpc_port, count, grace_s).run()
+def run_group(settings: Settings, host: str, port: int, grpc_port: int, count: int) -> int:
+    """Serve with `count` workers, every one on `settings` (gateway.yaml as loaded once)."""
+    return Supervisor(settings, host, port, grpc_port, count).run()

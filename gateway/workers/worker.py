@@ -2,8 +2,11 @@
 
 Started by the supervisor as `python -m gateway.workers.worker` (a fresh interpreter: nothing
 of onnxruntime or grpc is inherited through a fork), with the group's variables set
-(gateway.workers.group) and the HTTP socket's descriptor passed down. Besides serving, it
-publishes its window state for its peers every half second, once it has started.
+(gateway.workers.group) and the HTTP socket's descriptor passed down. It never reads
+gateway.yaml: it serves the settings the supervisor loaded at the group's start (the group
+folder's `settings.pickle`), so a worker restarted after an edit on disk runs the group's config,
+not a second one. Besides serving, it publishes its window state for its peers every half
+second, once it has started.
 """
 
 from __future__ import annotations
@@ -18,12 +21,11 @@ import signal
 import socket
 import sys
 import warnings
-from pathlib import Path
 from typing import Any
 
 from gateway.errors import ConfigError
-from gateway.settings import load_settings
 from gateway.workers.accept import ConnectionCounts, WorkerLoop
+from gateway.workers.folder import read_settings
 from gateway.workers.group import STARTED_PREFIX, Group, current_group
 
 logger = logging.getLogger("gateway.workers")
@@ -60,7 +62,7 @@ async def _serve(server: Any, sock: socket.socket, group: Group) -> None:
             await publisher
 
 
-def run_worker(config: str | None, host: str, grpc_port: int, fd: int) -> int:
+def run_worker(host: str, grpc_port: int, fd: int) -> int:
     import uvicorn
 
     from gateway.app import create_app
@@ -71,7 +73,7 @@ def run_worker(config: str | None, host: str, grpc_port: int, fd: int) -> int:
         raise ConfigError("gateway.workers.worker runs only as a worker of `gateway serve` "
                           "with server.workers above 1")
     _end_with_supervisor(group)
-    settings = load_settings(Path(config) if config else None)
+    settings = read_settings(group.folder)
     app = create_app(settings, grpc_host=host, grpc_port=grpc_port)
     uv_config = uvicorn.Config(
         app, loop="uvloop", http=bounded_protocol(settings.limits), log_level="info",
@@ -86,7 +88,6 @@ def run_worker(config: str | None, host: str, grpc_port: int, fd: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gateway.workers.worker", description=__doc__)
-    parser.add_argument("--config")
     parser.add_argument("--host", required=True)
     parser.add_argument("--grpc-port", type=int, required=True)
     parser.add_argument("--fd", type=int, required=True, help="the inherited HTTP socket")
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=r"(Clearing|Removal of) labels has not been",
                             category=UserWarning)
     try:
-        return run_worker(args.config, args.host, args.grpc_port, args.fd)
+        return run_worker(args.host, args.grpc_port, args.fd)
     except ConfigError as exc:
         print(f"gateway serve: {exc}", file=sys.stderr)  # as one process says it
         return 1

@@ -10,7 +10,6 @@ import http.client
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -174,23 +173,34 @@ def test_a_routing_edit_applies_in_both_workers_within_2_s(write_config: ConfigW
     assert server.log().count("routing policy applied") == applied + 2  # once in each worker
 
 
-def test_a_killed_worker_is_restarted_and_no_counter_goes_backwards(
+def test_killed_workers_are_restarted_as_the_group_began_and_no_counter_goes_backwards(
         write_config: ConfigWriter, start: Start) -> None:
-    server = start_group(start, write_config)
+    """Restarted workers serve the settings the group started with, not gateway.yaml as
+    edited on disk since (before, each read it again: the group ran two configs, and with
+    `max_batch_rows: 1` appended a restarted worker answered two-row requests with 503)."""
+    config = write_config(routing=V1, server={"workers": 2})
+    server = start(config)
+    wait_for(lambda: server.log().count("Application startup complete") == 2,
+             "both workers started")
     rows = sample_rows(2)
     for _ in range(40):
         assert infer(server, rows).status == 200
     before = scrape(server)
-    victim = children(server)[0]
-    os.kill(victim, signal.SIGKILL)
-    wait_for(lambda: f"(pid {victim}) exited with signal SIGKILL" in server.log(),
-             "the death logged")
-    wait_for(lambda: len(children(server)) == 2 and victim not in children(server),
-             "a new worker")
-    wait_for(lambda: server.log().count("Application startup complete") == 3,
-             "the new worker serving")
-    for _ in range(20):  # the group answers, on new connections
+    with config.open("a") as file:  # an edit on disk, which needs a restart of the group
+        file.write("limits: {max_batch_rows: 1}\n")
+    victims = children(server)
+    for victim in victims:  # both: every request then lands on a restarted worker
+        os.kill(victim, signal.SIGKILL)
+    for victim in victims:
+        wait_for(lambda v=victim: f"(pid {v}) exited with signal SIGKILL" in server.log(),
+                 "the death logged")
+    wait_for(lambda: len(children(server)) == 2 and not set(victims) & set(children(server)),
+             "new workers")
+    wait_for(lambda: server.log().count("Application startup complete") == 4,
+             "the new workers serving")
+    for _ in range(20):  # the group answers, on new connections, with the group's settings
         assert infer(server, rows).status == 200
+    assert server.request("GET", "/v2/health/ready").status == 200
     after = scrape(server)
     assert after["process_start_time_seconds"] == before["process_start_time_seconds"]
     went_back = {k: (v, after.get(k, 0.0)) for k, v in counters(before).items()
@@ -307,11 +317,12 @@ def test_a_start_up_error_fails_the_group_as_it_fails_one_process(
     assert "exited before it served" in done[1].stderr
 
 
-def test_workers_never_outlive_their_supervisor(write_config: ConfigWriter,
-                                                start: Start) -> None:
+def test_workers_never_outlive_their_supervisor_nor_its_folder_the_next_start(
+        write_config: ConfigWriter, start: Start) -> None:
     server = start_group(start, write_config)
     workers = children(server)
     folder = group_folder(server)
+    assert folder.name.startswith(f"gateway-workers-{server.process.pid}-")
     server.process.kill()  # SIGKILL: no signal is passed on; Linux sends each worker SIGTERM
     server.process.wait()
 
@@ -324,7 +335,9 @@ def test_workers_never_outlive_their_supervisor(write_config: ConfigWriter,
     def gone() -> bool:
         return not any(running(pid) for pid in workers)
     wait_for(gone, "the workers ended")
-    shutil.rmtree(folder, ignore_errors=True)  # a killed supervisor cannot remove it
+    assert folder.exists()  # a killed supervisor cannot remove it: the next one does
+    later = start_group(start, write_config)
+    assert group_folder(later) != folder and not folder.exists()
 
 
 def serve_exit(config: Path, grpc_port: int, workers: str) -> subprocess.CompletedProcess[str]:
