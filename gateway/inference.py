@@ -84,9 +84,11 @@ class Answer:
     results: Tensors
 
 
-Decode = Callable[[frozenset[str] | None], Awaitable[tuple[InferRequest, int]]]
-"""The transport's read and decode, given the model's input names (None: none is loaded): the
-request and the size of the body it came in, in bytes. Raises BadRequest, PayloadTooLarge..."""
+Decode = Callable[[Mapping[str, frozenset[str]] | None], Awaitable[tuple[InferRequest, int]]]
+"""The transport's read and decode, given the model's input names and the datatypes its loaded
+versions take each in (None: none is loaded), so that a tensor no version could take is refused
+before its data is decoded: the request and the size of the body it came in, in bytes. Raises
+BadRequest, PayloadTooLarge..."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,8 +162,9 @@ class InferencePipeline:
                                           end - call.start_s)
             trace.end(code, model_label, version_label, route, end)
 
-    def input_names(self, model: str) -> frozenset[str] | None:
-        """Every input name the model's loaded versions take (None: none is loaded)."""
+    def input_names(self, model: str) -> Mapping[str, frozenset[str]] | None:
+        """Every input name the model's loaded versions take, with its datatypes (None: none
+        is loaded)."""
         return self._registry.input_names(model)
 
     def decide(self, model: str, pinned: int | None, headers: Mapping[str, str],

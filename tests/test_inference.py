@@ -79,7 +79,7 @@ def test_decide_and_serve_in_process(tmp_path: Path) -> None:
                                      NoCapture())
         rows = sample_rows(3)
         try:
-            assert pipeline.input_names(MODEL) == frozenset({"input"})
+            assert pipeline.input_names(MODEL) == {"input": frozenset({"FP32"})}
             flagged = pipeline.decide(MODEL, None, {"x-beta": "1"}, {})
             assert (flagged.version, flagged.route, flagged.version_label) == (2, FLAG, "2")
             served = await pipeline.serve(flagged, infer_request(rows), NO_TRACE)
@@ -183,7 +183,7 @@ def test_infer_is_the_whole_request_counted_captured_and_traced_once(tmp_path: P
             np.testing.assert_array_equal(answer.results["label"], direct(2, rows))
             answer = await pipeline.infer(call(MODEL, "3", {}))
             assert (answer.version_label, answer.route) == ("3", PINNED)
-            assert decoded == [frozenset({"input"})] * 2
+            assert decoded == [{"input": frozenset({"FP32"})}] * 2
             assert kept.records == [(MODEL, 2, FLAG, "req-1", 123), (MODEL, 3, PINNED, "req-1",
                                                                      123)]
             with pytest.raises(NotFound, match="unknown model"):

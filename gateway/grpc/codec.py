@@ -24,6 +24,7 @@ from gateway.protocol.request import (
     RequestedOutput,
     array_from_binary,
     element_count,
+    wrong_datatype,
 )
 from gateway.protocol.response import tensor_bytes
 from gateway.tensors import DATATYPES, Datatype, Tensors, datatype_of
@@ -56,7 +57,7 @@ def parameters_of(parameters: Mapping[str, pb.InferParameter]) -> dict[str, Any]
 
 
 def decode_infer(message: pb.ModelInferRequest, max_elements: int,
-                 known_inputs: Collection[str] | None) -> InferRequest:
+                 known_inputs: Mapping[str, Collection[str]] | None) -> InferRequest:
     """The request a ModelInferRequest carries; BadRequest with the reason when it does not fit."""
     raw = message.raw_input_contents
     if raw and len(raw) != len(message.inputs):
@@ -79,12 +80,17 @@ def decode_infer(message: pb.ModelInferRequest, max_elements: int,
         if datatype is None:
             raise BadRequest(f"input {shown(name)}: datatype {tensor.datatype[:40]!r} is not one "
                              f"of {', '.join(DATATYPES)}")
+        if known_inputs is not None and datatype.name not in known_inputs[name]:
+            raise wrong_datatype(name, datatype.name, known_inputs[name])
         shape = list(tensor.shape)
         if len(shape) > MAX_RANK or any(d < 0 for d in shape):
             raise BadRequest(f"input {shown(name)}: shape {str(shape)[:80]} must be at most "
                              f"{MAX_RANK} non-negative dimensions")
         count = element_count(name, shape, max_elements)
         if raw:
+            if tensor.HasField("contents"):  # as Triton refuses it: which one would be meant?
+                raise BadRequest(f"input {shown(name)}: contents must not be set when the "
+                                 "request uses raw_input_contents; send each input one way")
             array = array_from_binary(name, datatype, memoryview(raw[position]), count)
         else:
             array = _from_contents(name, datatype, tensor.contents, count)
@@ -115,9 +121,11 @@ def _from_contents(name: str, datatype: Datatype, contents: pb.InferTensorConten
             raise BadRequest(f"input {shown(name)}: a BYTES element is not UTF-8 text, which "
                              "onnxruntime string tensors need") from None
         return array
-    try:
-        return np.array(values, dtype=datatype.dtype)
-    except (OverflowError, ValueError):
+    try:  # one element at a time: np.array(values) would first make a Python object of
+        # every element (34x the message's size for INT64, which a few messages at once
+        # take past a pod's memory limit)
+        return np.fromiter(values, dtype=datatype.dtype, count=count)
+    except (OverflowError, ValueError, TypeError):
         raise BadRequest(f"input {shown(name)}: contents.{field} holds a value outside "
                          f"{datatype.name}") from None
 

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import grpc
@@ -67,9 +67,14 @@ STREAMING = {"ModelStreamInfer": "call ModelInfer once per request"}
 
 
 def metadata_of(context: grpc.aio.ServicerContext) -> dict[str, str]:
-    """The call's metadata as lower-case names to text values (binary `-bin` ones left out)."""
-    return {key: value for key, value in context.invocation_metadata() or ()
-            if isinstance(value, str)}
+    """The call's metadata as lower-case names to text values (binary `-bin` ones left out).
+    A name sent more than once counts by its first value, as a repeated HTTP header does
+    (Starlette's `Headers.get`), so a request routes the same over either transport."""
+    metadata: dict[str, str] = {}
+    for key, value in context.invocation_metadata() or ():
+        if isinstance(value, str) and key not in metadata:
+            metadata[key] = value
+    return metadata
 
 
 class InferenceService:
@@ -212,7 +217,8 @@ class InferenceService:
         traced = self._tracing.request(headers, _PINNED_SPAN if pinned else _ROUTED_SPAN, start)
         max_elements = self._max_elements
 
-        async def decode(input_names: frozenset[str] | None) -> tuple[InferRequest, int]:
+        async def decode(input_names: Mapping[str, frozenset[str]] | None
+                         ) -> tuple[InferRequest, int]:
             return decode_infer(message, max_elements, input_names), message.ByteSize()
 
         def encode(answer: Answer) -> pb.ModelInferResponse:

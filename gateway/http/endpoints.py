@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -219,7 +220,8 @@ class Endpoints:
         if traced.trace_id is not None:
             state["trace_id"] = traced.trace_id
 
-        async def decode(input_names: frozenset[str] | None) -> tuple[InferRequest, int]:
+        async def decode(input_names: Mapping[str, frozenset[str]] | None
+                         ) -> tuple[InferRequest, int]:
             body = await read_body(request, self.limits.max_body_bytes)
             return decode_request(body, headers.get(HEADER_LENGTH),
                                   self.limits.max_tensor_elements, input_names), len(body)

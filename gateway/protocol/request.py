@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,7 +67,7 @@ def split_body(body: bytes, header_length: str | None) -> tuple[bytes, memoryvie
 
 
 def decode_request(body: bytes, header_length: str | None, max_elements: int,
-                   known_inputs: Collection[str] | None = None) -> InferRequest:
+                   known_inputs: Mapping[str, Collection[str]] | None = None) -> InferRequest:
     """Parse and decode a whole inference request; raises BadRequest on any malformation.
 
     `known_inputs`, when given, are the only input names the model has (in any version): a
@@ -102,7 +102,7 @@ def _request_parameters(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def _decode_inputs(doc: dict[str, Any], header: bytes, binary: memoryview, max_elements: int,
-                   known_inputs: Collection[str] | None,
+                   known_inputs: Mapping[str, Collection[str]] | None,
                    ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Each input's array, shaped as declared, and its declared datatype, by name."""
     raw_inputs = doc.get("inputs")
@@ -119,6 +119,8 @@ def _decode_inputs(doc: dict[str, Any], header: bytes, binary: memoryview, max_e
         if known_inputs is not None and name not in known_inputs:
             raise BadRequest(f"unknown input {shown(name)}; the model takes "
                              f"{', '.join(repr(n) for n in sorted(known_inputs))}")
+        if known_inputs is not None and datatype.name not in known_inputs[name]:
+            raise wrong_datatype(name, datatype.name, known_inputs[name])
         count = element_count(name, shape, max_elements)
         size = params.get("binary_data_size")
         if size is not None:
@@ -183,6 +185,13 @@ def _tensor_header(raw: Any, position: int) -> tuple[str, Datatype, list[int], d
         raise BadRequest(f"input {shown(name)}: datatype {str(datatype_name)[:40]!r} is not one of "
                          f"{', '.join(DATATYPES)}")
     return name, datatype, shape, _mapping(raw.get("parameters"), f"input {shown(name)} parameters")
+
+
+def wrong_datatype(name: str, datatype: str, taken: Collection[str]) -> BadRequest:
+    """A tensor in a datatype no loaded version takes it in: refused before its data is read
+    (the same words as the signature check's, gateway.protocol.validate)."""
+    return BadRequest(f"input {shown(name)} has datatype {datatype}; the model expects "
+                      f"{' or '.join(sorted(taken))}")
 
 
 def element_count(name: str, shape: list[int], max_elements: int) -> int:

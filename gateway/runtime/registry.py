@@ -15,6 +15,7 @@ change: each copy starts from the table the previous writer left.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -79,7 +80,7 @@ class Registry:
         """The repository as last scanned: what versions exist (a reload replaces it)."""
         self._table: dict[str, dict[int, Deployment]] = {}
         self._ready: dict[str, frozenset[int]] = {}
-        self._input_names: dict[str, frozenset[str]] = {}
+        self._input_names: dict[str, dict[str, frozenset[str]]] = {}
         self._writing = threading.Lock()
 
     def use_repository(self, repository: Repository) -> None:
@@ -121,11 +122,15 @@ class Registry:
         table = self._table
         self._ready = {model: frozenset(v for v, d in versions.items() if d.ready)
                        for model, versions in table.items()}
-        self._input_names = {
-            model: frozenset(spec.name for d in versions.values() if d.session is not None
-                             for spec in d.session.inputs)
-            for model, versions in table.items()
-            if any(d.session is not None for d in versions.values())}
+        self._input_names = {}
+        for model, versions in table.items():
+            kinds: dict[str, set[str]] = {}
+            for d in versions.values():
+                for spec in d.session.inputs if d.session is not None else ():
+                    kinds.setdefault(spec.name, set()).add(spec.datatype)
+            if any(d.session is not None for d in versions.values()):
+                self._input_names[model] = {name: frozenset(datatypes)
+                                            for name, datatypes in kinds.items()}
 
     def all(self) -> list[Deployment]:
         return [d for versions in self._table.values() for d in versions.values()]
@@ -139,8 +144,9 @@ class Registry:
     def ready_versions(self, model: str) -> frozenset[int]:
         return self._ready.get(model, frozenset())
 
-    def input_names(self, model: str) -> frozenset[str] | None:
-        """Every input name of the model's loaded versions; None when none is loaded."""
+    def input_names(self, model: str) -> Mapping[str, frozenset[str]] | None:
+        """Every input name of the model's loaded versions, with the datatypes they take it
+        in; None when none is loaded."""
         return self._input_names.get(model)
 
     def inflight_by_model(self) -> dict[str, int]:

@@ -86,7 +86,11 @@ def test_lying_and_malformed_messages_are_refused() -> None:
         b"\xff")
     refused(not_text, "not UTF-8")
     with pytest.raises(BadRequest, match="unknown input 'INT32'"):
-        decode_infer(message_of({"INT32": np.arange(2, dtype=np.int32)}, True), LIMIT, {"y"})
+        decode_infer(message_of({"INT32": np.arange(2, dtype=np.int32)}, True), LIMIT,
+                     {"y": frozenset({"FP32"})})
+    with pytest.raises(BadRequest, match="has datatype INT32; the model expects FP32"):
+        decode_infer(message_of({"INT32": np.arange(2, dtype=np.int32)}, False), LIMIT,
+                     {"INT32": frozenset({"FP32"})})
 
 
 def test_parameters_and_answers() -> None:

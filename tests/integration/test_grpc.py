@@ -6,9 +6,13 @@ refused with bounded memory."""
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import queue
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,7 +29,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from tests.conftest import MODEL, ConfigWriter, add_model, sample_rows, shipped_config, slow_model
+from tests.conftest import (
+    MODEL,
+    ROOT,
+    ConfigWriter,
+    add_model,
+    sample_rows,
+    shipped_config,
+    slow_model,
+)
 from tests.integration.conftest import Start
 from tests.integration.server import GatewayProcess
 from tests.integration.test_hostile import rss_bytes
@@ -282,3 +294,90 @@ def test_grpc_stops_taking_calls_when_http_does(model_repo: Path, write_config: 
         caller.join(timeout=120)
     assert [answers.get_nowait() for _ in callers] == [200, 200, 200]
     assert server.process.wait(timeout=60) in (0, -15)
+
+
+def test_a_taken_grpc_port_is_one_line_and_exit_3_before_any_model_loads(
+        write_config: ConfigWriter) -> None:
+    config = write_config()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with socket.socket() as http:
+            http.bind(("127.0.0.1", 0))
+            http_port = http.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "gateway", "serve", "--config", str(config),
+                               "--host", "127.0.0.1", "--port", str(http_port), "--grpc-port",
+                               str(port)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3, done.stderr
+    assert f"gateway serve: cannot listen for gRPC on 127.0.0.1:{port}: the port is taken" \
+        in done.stderr
+    assert "Traceback" not in done.stderr and "loaded" not in done.stderr
+
+
+def test_repeated_metadata_routes_as_a_repeated_http_header(write_config: ConfigWriter,
+                                                              start: Start) -> None:
+    """The first value counts over both transports: a flag header sent twice."""
+    server = start(write_config(routing={"models": {MODEL: {
+        "traffic": [{"version": 1, "weight": 100}, {"version": 2, "weight": 0}],
+        "flags": [{"name": "beta", "header": "x-beta", "values": ["true"], "version": 2}]}}}),
+        grpc=True)
+    rows = sample_rows(1, seed=8)
+    body = json.dumps({"inputs": [{"name": "input", "shape": [1, 30], "datatype": "FP32",
+                                   "data": rows.ravel().tolist()}]}).encode()
+    served = []
+    for values in (("true", "no"), ("no", "true")):
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        conn.putrequest("POST", f"/v2/models/{MODEL}/infer")
+        for value in values:
+            conn.putheader("x-beta", value)
+        conn.putheader("Content-Type", "application/json")
+        conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body)
+        over_http = conn.getresponse().getheader("x-model-version")
+        conn.close()
+        with grpc.insecure_channel(server.grpc_url) as channel:
+            stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+            message = service_pb2.ModelInferRequest(model_name=MODEL)
+            message.inputs.add(name="input", datatype="FP32", shape=[1, 30])
+            message.raw_input_contents.append(rows.tobytes())
+            over_grpc = stub.ModelInfer(message, metadata=[("x-beta", v) for v in values])
+        served.append((over_http, over_grpc.model_version))
+    assert served == [("2", "2"), ("1", "1")]
+
+
+def test_typed_and_raw_contents_together_are_refused_as_triton_refuses_them(
+        deployed: GatewayProcess) -> None:
+    with grpc.insecure_channel(deployed.grpc_url) as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        both = service_pb2.ModelInferRequest(model_name=MODEL)
+        both.inputs.add(name="input", datatype="FP32", shape=[1, 30])
+        both.inputs[0].contents.fp32_contents.extend([2.0] * 30)
+        both.raw_input_contents.append(np.zeros((1, 30), np.float32).tobytes())
+        with pytest.raises(grpc.RpcError) as raised:
+            stub.ModelInfer(both)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "contents must not be set" in raised.value.details()
+
+
+def test_a_datatype_no_version_takes_is_refused_before_its_data_is_decoded(
+        deployed: GatewayProcess) -> None:
+    """Typed INT64 contents of 4 M elements to an FP32 input: refused by the datatype alone,
+    over both transports, without decoding 4 M Python integers (34x the message before)."""
+    message = service_pb2.ModelInferRequest(model_name=MODEL)
+    message.inputs.add(name="input", datatype="INT64", shape=[4 * 1024 * 1024 // 8, 8])
+    message.inputs[0].contents.int64_contents.extend(range(4 * 1024 * 1024 // 8 * 8 // 8))
+    before = rss_bytes(deployed)
+    with grpc.insecure_channel(deployed.grpc_url, options=[
+            ("grpc.max_send_message_length", -1)]) as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        for _ in range(4):
+            with pytest.raises(grpc.RpcError) as raised:
+                stub.ModelInfer(message)
+            assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "has datatype INT64; the model expects FP32" in raised.value.details()
+    reply = deployed.request("POST", f"/v2/models/{MODEL}/infer", json.dumps({"inputs": [
+        {"name": "input", "shape": [1, 30], "datatype": "INT64", "data": [0] * 30}]}).encode())
+    assert reply.status == 400 and "has datatype INT64; the model expects FP32" in \
+        reply.json()["error"]
+    assert rss_bytes(deployed) - before < 64 * 1024 * 1024

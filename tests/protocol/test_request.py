@@ -178,9 +178,17 @@ def test_unknown_inputs_are_refused_before_the_rest_is_decoded() -> None:
         {"name": "x", "shape": [1], "datatype": "FP32", "data": [1.0]},
         {"name": "y", "shape": [1], "datatype": "NO-SUCH-TYPE", "data": [1.0]}]})
     with pytest.raises(BadRequest, match="unknown input 'x'; the model takes 'input'"):
-        decode_request(body, None, 1 << 20, frozenset({"input"}))
+        decode_request(body, None, 1 << 20, {"input": frozenset({"FP32"})})
     with pytest.raises(BadRequest, match="datatype 'NO-SUCH-TYPE'"):  # without: decodes on
         decode_request(body, None, 1 << 20)
+
+
+def test_a_datatype_no_version_takes_is_refused_before_its_data_is_decoded() -> None:
+    """Its data is not even looked at: a string among numbers would be another error."""
+    body = orjson.dumps({"inputs": [
+        {"name": "input", "shape": [2], "datatype": "INT64", "data": [1, "not a number"]}]})
+    with pytest.raises(BadRequest, match="has datatype INT64; the model expects FP16 or FP32"):
+        decode_request(body, None, 1 << 20, {"input": frozenset({"FP32", "FP16"})})
 
 
 def test_echoed_names_are_bounded() -> None:
