@@ -225,7 +225,12 @@ class GatewayMetrics:
         self.config_in_force.set(1)
 
     def count_reload(self, success: bool) -> None:
-        self.config_reloads.labels("success" if success else "error").inc()
+        """One routing edit applied or rejected. In a group every worker applies (or rejects)
+        every edit, so only worker 0 counts it: one edit is one count for the group, as for one
+        process (before, N). An edit that lands while worker 0 restarts is loaded by it at its
+        start, which counts nothing, as a process's start counts nothing."""
+        if self.group is None or self.group.worker == 0:
+            self.config_reloads.labels("success" if success else "error").inc()
         self.config_in_force.set(1 if success else 0)
 
     def count_shadow(self, model: str, version: int, result: str, n: int = 1) -> None:

@@ -154,8 +154,8 @@ def test_counts_are_the_groups_whichever_worker_answers(write_config: ConfigWrit
         assert labels_report["window_rows"] == 40 * 4
 
 
-def test_a_routing_edit_applies_in_both_workers_within_2_s(write_config: ConfigWriter,
-                                                           start: Start) -> None:
+def test_a_routing_edit_applies_in_both_workers_within_2_s_and_counts_once(
+        write_config: ConfigWriter, start: Start) -> None:
     routing = {"models": {MODEL: {"traffic": [{"version": 1, "weight": 100},
                                               {"version": 2, "weight": 0}]}}}
     server = start_group(start, write_config, routing=routing)
@@ -163,6 +163,8 @@ def test_a_routing_edit_applies_in_both_workers_within_2_s(write_config: ConfigW
     assert {infer(server, one).headers["x-model-version"] for _ in range(20)} == {"1"}
     policy = write_config(routing=routing, server={"workers": 2}).parent / "routing.yaml"
     applied = server.log().count("routing policy applied")
+    reloads = {r: server.metric(f'gateway_config_reloads_total{{result="{r}"}}')
+               for r in ("success", "error")}
     policy.write_text(json.dumps({"models": {MODEL: {"traffic": [
         {"version": 1, "weight": 0}, {"version": 2, "weight": 100}]}}}))
     edited = time.monotonic()
@@ -171,6 +173,13 @@ def test_a_routing_edit_applies_in_both_workers_within_2_s(write_config: ConfigW
     versions = [infer(server, one).headers["x-model-version"] for _ in range(40)]
     assert set(versions) == {"2"}, versions
     assert server.log().count("routing policy applied") == applied + 2  # once in each worker
+    # ... and counted once for the group, as one process counts it (before: once per worker)
+    assert server.metric('gateway_config_reloads_total{result="success"}') == \
+        reloads["success"] + 1
+    policy.write_text("models: {breast-cancer: {traffic: [{version: 9}]}}\n")
+    wait_for(lambda: server.log().count("routing policy rejected") == 2, "rejected by both")
+    assert server.metric('gateway_config_reloads_total{result="error"}') == reloads["error"] + 1
+    assert server.metric("gateway_config_last_reload_success") == 0
 
 
 def test_killed_workers_are_restarted_as_the_group_began_and_no_counter_goes_backwards(
