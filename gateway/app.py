@@ -152,7 +152,7 @@ def create_app(settings: Settings, admin_token: str | None = None, grpc_host: st
 
         grpc_server = GrpcServer(
             InferenceService(gateway.registry, settings.limits, gateway.live, gateway.pipeline,
-                             gateway.tracing),
+                             gateway.tracing, settings.server.access_log),
             settings, grpc_host or settings.server.host, grpc_port,
             reuse_port=current_group() is not None)
 

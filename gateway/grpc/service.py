@@ -23,12 +23,12 @@ import grpc
 from grpc_health.v1 import health_pb2
 
 from gateway import __version__
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, shown
 from gateway.grpc import v2_pb2 as pb
 from gateway.grpc.codec import decode_infer, encode_infer
 from gateway.grpc.errors import status_code
-from gateway.http.middleware import RequestIds
-from gateway.inference import Answer, InferCall, InferencePipeline
+from gateway.http.middleware import RequestIds, access_logger
+from gateway.inference import CANCELLED, Answer, InferCall, InferencePipeline
 from gateway.observability.tracing import Tracing
 from gateway.protocol.request import InferRequest
 from gateway.routing.live import LivePolicy
@@ -79,7 +79,8 @@ def metadata_of(context: grpc.aio.ServicerContext) -> dict[str, str]:
 
 class InferenceService:
     def __init__(self, registry: Registry, limits: LimitSettings, live: LivePolicy,
-                 pipeline: InferencePipeline, tracing: Tracing) -> None:
+                 pipeline: InferencePipeline, tracing: Tracing, access_log: bool = False) -> None:
+        """`access_log`: one line per ModelInfer call (`server.access_log`), as HTTP writes."""
         self._registry = registry
         self._live = live
         self._pipeline = pipeline
@@ -87,6 +88,7 @@ class InferenceService:
         self._max_elements = limits.max_tensor_elements
         self._ids = RequestIds()
         self._stopping = asyncio.Event()
+        self._access_log = access_log
 
     def handlers(self) -> list[grpc.GenericRpcHandler]:
         """The generic handlers of both services, for `server.add_generic_rpc_handlers`."""
@@ -228,15 +230,28 @@ class InferenceService:
             return encode_infer(answer.model, answer.version_label, answer.request,
                                 answer.results)
 
+        status = 500
         try:
-            return await self._pipeline.infer(InferCall(
+            answer = await self._pipeline.infer(InferCall(
                 message.model_name, pinned, headers, request_id, traced, start, decode, encode))
+            status = 200
+            return answer
         except GatewayError as exc:
+            status = exc.status
             if exc.status >= 500:
                 logger.warning("ModelInfer: %s", exc.message)
             await context.abort(status_code(exc.status), exc.message,
                                 trailing_metadata=((_REQUEST_ID, request_id),))
             raise
+        except asyncio.CancelledError:
+            status = CANCELLED
+            raise
+        finally:
+            if self._access_log:  # HTTP's line (gateway.http.middleware), the call's status
+                access_logger.info(
+                    '%s "gRPC ModelInfer %s" %d %.2fms request_id=%s trace_id=%s',
+                    context.peer(), shown(message.model_name), status,
+                    (time.perf_counter() - start) * 1e3, request_id, traced.trace_id or "-")
 
 
 def _serialize(answer: Any) -> bytes:

@@ -381,3 +381,23 @@ def test_a_datatype_no_version_takes_is_refused_before_its_data_is_decoded(
     assert reply.status == 400 and "has datatype INT64; the model expects FP32" in \
         reply.json()["error"]
     assert rss_bytes(deployed) - before < 64 * 1024 * 1024
+
+
+def test_the_access_log_has_a_line_per_grpc_call(write_config: ConfigWriter,
+                                                 start: Start) -> None:
+    server = start(write_config(server={"access_log": True}), grpc=True)
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    rows = sample_rows(1, seed=2)
+    client.infer(MODEL, rows_input(rows), headers={"x-request-id": "grpc-line-1"})
+    with pytest.raises(InferenceServerException):
+        client.infer(MODEL, rows_input(rows), model_version="9",
+                     headers={"x-request-id": "grpc-line-2"})
+    deadline = time.monotonic() + 10
+    while "request_id=grpc-line-2" not in server.log():
+        assert time.monotonic() < deadline, server.log()[-2000:]
+        time.sleep(0.05)
+    lines = [line for line in server.log().splitlines() if "gRPC ModelInfer" in line]
+    assert len(lines) == 2, lines
+    assert f"\"gRPC ModelInfer '{MODEL}'\" 200" in lines[0] and "request_id=grpc-line-1" \
+        in lines[0] and "trace_id=-" in lines[0]
+    assert "\" 404 " in lines[1] and "request_id=grpc-line-2" in lines[1]
