@@ -3,10 +3,13 @@ transport's codec; the JSON one is `gateway.protocol`).
 
 Inputs come typed (`contents`, one repeated field per datatype) or raw (`raw_input_contents`,
 one entry per input, laid out as the binary tensor extension lays them out; tritonclient sends
-raw by default). Either way the declared shape is checked against the element limit and against
-the data's own length before anything is allocated: the message itself is bounded by
-`limits.max_body_bytes` (`grpc.max_receive_message_length`), and a tensor costs at most a small
-multiple of its share of it. Outputs go back raw, as Triton answers, in the order asked for.
+raw by default). Either way the declared datatype is checked against the ones the model's
+loaded versions take, and the shape against the element limit and the data's own length, before
+anything is allocated: the message itself is bounded by `limits.max_body_bytes`
+(`grpc.max_receive_message_length`), and a numeric tensor costs a small multiple of its share of
+it (typed contents are read one element at a time into the array, never as a list of Python
+numbers). BYTES elements become Python strings, about 50 bytes each beside their text, as they
+do over HTTP. Outputs go back raw, as Triton answers, in the order asked for.
 """
 
 from __future__ import annotations
