@@ -35,8 +35,6 @@ from loadtests.harness import (
     start_gateway,
 )
 
-CONCURRENCY = (8, 64)
-
 
 def grpc_result(server: Server, grpc_port: int, body: bytes, concurrency: int,
                 duration_s: float, ctx: Context, counted: bool = True) -> Result:
@@ -122,7 +120,8 @@ def measure(ctx: Context, servers: dict[str, tuple[Server, int]]) -> list[list[s
     ]
     path = f"/v2/models/{MODEL}/infer"
     rows: list[list[str]] = []
-    for concurrency in CONCURRENCY:
+    # The run's connection counts above one (8 and 64 by default), as tables 9 and 14 take them.
+    for concurrency in [c for c in args.connections if c > 1] or [8]:
         http: dict[str, Result] = {}
         for size, name, label, transport, load in cells:
             server, port = servers[name]
