@@ -11,10 +11,13 @@ it) every `PUBLISH_INTERVAL_S` and at exit. A report or gauge adds its own live 
 peers' files. Counts are what is published, never statistics: histogram counts and window sums
 add up exactly, and the statistics are computed once, from the group's counts. A worker that
 dies takes its window with it: the supervisor removes its file when it starts the worker again.
-Each worker keeps `window_share` of a window's rows (`drift.window_rows` / N, rounded up), so
-the group's window holds as many rows as one process's would, the most recent of each worker:
-the rollout's drift gate, which counts a window fresh once `drift.window_rows` new rows came in
-(gateway_drift_rows_total, the group's sum), reads the group as it reads one process.
+Each worker keeps `window_share` of a window's rows (`drift.window_rows` / N, rounded up), the
+most recent of what it served, so the group's window holds as many rows as one process's only
+when every worker served at least its share. It is not the group's most recent
+`drift.window_rows` rows: with skewed traffic (a gRPC channel is one connection, one worker) it
+holds fewer, and a worker that served little keeps rows older than its peers' (docs/metrics.md,
+"Workers", says so). Exact would need every worker to keep a whole window with a group-wide
+order of rows; not done.
 
 Counters that the observability code keeps as plain numbers (drift rows, feedback rows, labels
 per class) are mirrored into prometheus-client's multiprocess files instead (`CounterMirror`),
