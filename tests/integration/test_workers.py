@@ -1,8 +1,10 @@
 """`server.workers: 2` against real processes, as users run it (SPEC section 2): the group is one
 replica to everything outside it. Exact request, label and drift-row counts through /metrics and
-the drift report whichever worker answers; a routing edit applied by both workers within 2 s; a
-killed worker restarted with no counter going backwards; SIGTERM drains both; and one worker is
-the old single process."""
+the drift report whichever worker answers; a routing edit applied by both workers within 2 s and
+counted once; killed workers restarted on the group's settings (not gateway.yaml as edited since)
+with no counter going backwards; SIGTERM drains both; a gRPC port another group or a grpcio
+server has is busy; a killed supervisor's folder removed by the next; and one worker is the old
+single process."""
 
 from __future__ import annotations
 
