@@ -79,7 +79,7 @@ demo: $(VENV)/.serve         ## held-out traffic and true labels to make serve's
 
 test: lint typecheck unit    ## ruff, mypy and the whole pytest suite (~10 minutes on 2 cores)
 
-bench: $(VENV)/.test         ## all 13 tables (about half an hour); one table: make bench BENCH_ARGS="--tables 9"
+bench: $(VENV)/.test         ## all 14 tables (about half an hour); one table: make bench BENCH_ARGS="--tables 9"
 	$(BIN)/python -m loadtests.bench $(BENCH_ARGS)
 
 profile: $(VENV)/.test       ## py-spy tables: where the CPU goes with every feature on vs one version
@@ -101,10 +101,10 @@ lint: $(VENV)/.test
 typecheck: $(VENV)/.test
 	$(BIN)/mypy
 
-# pytest prints a dot per test as it goes (about 810 tests: 10 minutes on 2 cores, more on a busy
+# pytest prints a dot per test as it goes (about 1,000 tests: 10 minutes on 2 cores, more on a busy
 # machine); after it, which system tools were missing and so which tests were skipped.
 unit: $(VENV)/.test
-	@echo "pytest: about 810 tests, ~10 minutes on 2 cores; a dot per passed test, s per skipped"
+	@echo "pytest: about 1,000 tests, ~10 minutes on 2 cores; a dot per passed test, s per skipped"
 	@$(BIN)/pytest; status=$$?; missing=""; \
 	for tool in $(TOOLS); do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
 	if [ -n "$$missing" ]; then \

@@ -5,7 +5,9 @@ Run as `python -m loadtests.bench`; each table is a module of loadtests/tables/.
 Prints fourteen tables:
 1. onnxruntime's own time per call (the floor), by rows and intra-op threads;
 2. gateway vs reference at 1, 8 and 64 connections for a 1-row JSON, a 32-row JSON and a 32-row
-   binary request, at full load: req/s, p50, p99, server CPU per request, and the ratio;
+   binary request, at full load: req/s, p50, p99, server CPU per request, and the ratio; and
+   the gateway's req/s as a share of the limit (the reference app calling onnxruntime on the
+   event loop, `--inline`);
 3. the same requests at a paced rate over 8 connections, below saturation, where latency is what
    the server adds rather than time queued: p50, p99, and the gateway's p50 over onnxruntime's;
 4. batching on vs off at 64 connections on a deep, narrow MLP built here, whose 32-row call
@@ -18,8 +20,9 @@ Prints fourteen tables:
 8. label feedback ingestion (parse and fold) in labels per second for batches of 1, 100 and
    10,000 items, and the gateway's infer throughput while feedback arrives against without;
 9. every feature added one at a time (split, sticky key, flag, drift, 10% shadow, labels
-   arriving, tracing) and a 100% shadow alone, against the reference app at 8 and 64
-   connections: req/s, p99, server CPU per request and what each feature adds, shadow drops;
+   arriving, tracing) and a 100% shadow alone, as a share of the limit at 8 and 64
+   connections, beside the reference app: req/s, p99, server CPU per request and what each
+   feature adds, shadow drops;
 10. drift detection on labelled scenarios (shifts, variance and shape changes, categories moved
    or new, values gone missing) at windows of 1,000 and 5,000 rows: the share flagged, and the
    false alarms per window without drift;
@@ -29,7 +32,8 @@ Prints fourteen tables:
 12. prediction capture at 100% against off (req/s, alternating), and `gateway replay` of
    100,000 captured rows in-process against onnxruntime called directly on the same rows.
 13. gRPC against HTTP on one gateway at 8 and 64 concurrent calls: 1-row and 32-row requests,
-   typed and raw contents against JSON and binary, driven by an async grpc.aio client.
+   typed and raw contents against JSON and binary, driven by an async grpc.aio client, beside
+   each transport's reference (and grpc.aio answering without running anything).
 14. one gateway with 1 worker process against 2 (server.workers) at 8 and 64 connections, 1-row
    JSON, alternating: req/s, the ratio, server CPU per request and memory per worker.
 

@@ -34,19 +34,20 @@ def run(ctx: Context) -> list[Table]:
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # the small references' load warnings, once per window here
     try:
-        # The smoke run (`--rounds 1`, make test) simulates a day and fewer references, so that
-        # the test suite keeps its budget; `make bench` runs the full month.
+        # The smoke run (`--rounds 1`, make test) simulates two hours, fewer references and
+        # fewer drifted windows, so that the test suite keeps its budget; `make bench` runs the
+        # full month.
         small = ctx.args.rounds <= 1
-        return [_scenarios(reference), _regimes(20 if small else 200),
-                _pages(reference, 1 if small else 30)]
+        return [_scenarios(reference, 5 if small else DRIFT_WINDOWS),
+                _regimes(20 if small else 200), _pages(reference, 120 if small else 30 * 1440)]
     finally:
         quiet.setLevel(level)
 
 
-def _scenarios(reference: dict[str, object]) -> Table:
+def _scenarios(reference: dict[str, object], drift_windows: int = DRIFT_WINDOWS) -> Table:
     rows = []
     for name, scenario in SCENARIOS.items():
-        windows = NO_DRIFT_WINDOWS if name.startswith("no drift") else DRIFT_WINDOWS
+        windows = NO_DRIFT_WINDOWS if name.startswith("no drift") else drift_windows
         row = [name]
         for rule in RULES.values():
             row += [f"{detection(reference, scenario, size, windows, seed=size, **rule):.2f}"
@@ -55,7 +56,7 @@ def _scenarios(reference: dict[str, object]) -> Table:
     for malignant in (0.37, 0.6):
         row = [f"real data, {malignant:.0%} malignant (training 37%)"]
         for rule in RULES.values():
-            row += [f"{class_mix(malignant, size, DRIFT_WINDOWS, seed=size, **rule):.2f}"
+            row += [f"{class_mix(malignant, size, drift_windows, seed=size, **rule):.2f}"
                     for size in (1000, 5000)]
         rows.append(row)
     header = ["scenario (share of changed features flagged)"]
@@ -63,7 +64,7 @@ def _scenarios(reference: dict[str, object]) -> Table:
         header += [f"{label} @1,000", "@5,000"]
     return Table(
         f"10. drift detection: a 50,000-row reference of 33 features (six distributions, three "
-        f"categoricals); windows of 1,000 and 5,000 rows, {DRIFT_WINDOWS} per scenario and "
+        f"categoricals); windows of 1,000 and 5,000 rows, {drift_windows} per scenario and "
         f"{NO_DRIFT_WINDOWS} without drift (its row: the share of windows with any feature "
         "flagged); the flag at false-alarm rates of 1% and 5% per window, and the PSI rule it "
         "replaced; then real breast-cancer rows resampled at the training class mix and at "
@@ -93,11 +94,12 @@ def _regimes(references: int = 200) -> Table:
         ["regime", "windows flagged", "note"], rows)
 
 
-def _pages(reference: dict[str, object], days: int = 30) -> Table:
+def _pages(reference: dict[str, object], minutes: int = 30 * 1440) -> Table:
     rows = []
+    span = f"{minutes // 1440} days" if minutes >= 1440 else f"{minutes // 60} hours"
     for rate in (1, 10, 100):
-        fired = alert_runs(reference, rate * 60, days * 24 * 60, ALERTS, seed=rate)
-        rows.append([f"no drift, {rate} req/s, {days} days (pages)"]
+        fired = alert_runs(reference, rate * 60, minutes, ALERTS, seed=rate)
+        rows.append([f"no drift, {rate} req/s, {span} (pages)"]
                     + [str(len(fired[name])) for name in ALERTS])
     for rate in (10, 100):
         for name in ("mean shift 0.25 sd", "a new category takes 2%"):
@@ -107,7 +109,7 @@ def _pages(reference: dict[str, object], days: int = 30) -> Table:
                         + [str(fired[n][0] + 1) if fired[n] else "none in 2 h" for n in ALERTS])
     return Table(
         "10c. drift pages: the 50,000-row reference of table 10, a stream read once a minute as "
-        f"Prometheus evaluates rules; false pages of GatewayFeatureDrift in {days} simulated days, "
+        f"Prometheus evaluates rules; false pages of GatewayFeatureDrift in {span} simulated, "
         "and minutes from the start of a drift to its page, for `for: 15m` (the rule before) "
         "and the shipped rule (the flag held while a full 5,000-row window of new rows came in)",
         ["stream", *ALERTS], rows)

@@ -11,11 +11,11 @@ from tests.conftest import ROOT
 
 def test_a_short_soak_passes() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "loadtests.soak", "--minutes", "0.25", "--users", "8",
+        [sys.executable, "-m", "loadtests.soak", "--minutes", "0.15", "--users", "8",
          "--edit-every", "1"], cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr[-4000:]
     out = result.stdout
     assert "unexpected answers 0" in out and ", 0 rejected" in out
     edits = int(out.split(" routing edits")[0].rsplit(", ", 1)[1])
-    assert edits >= 8
+    assert edits >= 5
     assert f"({edits} applied" in out
