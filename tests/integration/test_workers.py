@@ -16,7 +16,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -32,12 +31,12 @@ from tests.conftest import (
     ROOT,
     ConfigWriter,
     add_model,
-    binary_body,
     sample_rows,
     slow_model,
 )
 from tests.integration.conftest import Start
 from tests.integration.server import GatewayProcess, free_port
+from tests.integration.test_shutdown import send_all
 
 V1 = {"models": {MODEL: {"traffic": [{"version": 1, "weight": 100}]}}}
 INFER = f"/v2/models/{MODEL}/infer"
@@ -230,21 +229,7 @@ def test_sigterm_drains_both_workers(model_repo: Path, write_config: ConfigWrite
     wait_for(lambda: server.log().count("Application startup complete") == 2,
              "both workers started")
     folder = group_folder(server)
-    body, headers = binary_body(8000)
-    results: list[object] = [None] * 12
-
-    def one(i: int) -> None:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
-            conn.request("POST", "/v2/models/slow/infer", body, headers)
-            response = conn.getresponse()
-            response.read()
-            results[i] = response.status
-        except OSError as exc:
-            results[i] = exc
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(12)]
-    for thread in threads:
-        thread.start()
+    results, threads = send_all(server, 12)
 
     def inflight(worker: int) -> int:
         try:
