@@ -139,7 +139,9 @@ class Client:
                 "content-type": "application/json", **(headers or {})})
             response = self._conn.getresponse()
             return response.status, response.read()
-        except (OSError, http.client.HTTPException):
+        except BaseException:
+            # Ctrl-C too: a connection left between a request and its answer would fail the
+            # next call (the labels and the report sent after Ctrl-C) as if unreachable.
             self._conn.close()
             self._conn = None
             raise
