@@ -4,11 +4,12 @@ calls back at least once a second, and a folder that vanishes and returns stops 
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import time
 from pathlib import Path
 
-from gateway.routing.watch import POLL_MS, watch_folder_of
+from gateway.routing.watch import POLL_MS, settled, watch_folder_of
 
 
 def test_changes_and_the_poll_call_back_and_a_vanished_folder_is_survived(
@@ -51,3 +52,49 @@ async def _until(condition: object, timeout_s: float) -> None:
     while not condition():  # type: ignore[operator]
         assert time.monotonic() < deadline, f"no call back within {timeout_s:.1f} s"
         await asyncio.sleep(0.01)
+
+
+def test_a_file_written_in_place_by_a_slow_writer_is_read_whole(tmp_path: Path) -> None:
+    """An in-place writer truncates, then writes; a pause between the two (a loaded machine, a
+    script) showed the callback an empty file, which a gateway rejects and counts as a failed
+    reload (a fresh clone's CI run saw one worker log a third rejection this way)."""
+    folder = tmp_path / "config"
+    folder.mkdir()
+    routing = folder / "routing.yaml"
+    routing.write_text("models: {}\n")
+    seen: list[str] = []
+
+    async def on_change() -> None:
+        seen.append(routing.read_text())
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        watcher = asyncio.create_task(watch_folder_of(routing, on_change, stop))
+        try:
+            await asyncio.sleep(0.3)
+            for text in ("models: {a: 1}\n", "models: {b: 2}\n"):
+                with routing.open("w") as file:  # truncated: the folder sees a change
+                    file.flush()
+                    await asyncio.sleep(0.1)  # the writer paused, as a loaded machine pauses it
+                    file.write(text)
+                await _until(lambda t=text: t in seen, POLL_MS / 1000 * 2)
+        finally:
+            stop.set()
+            await asyncio.wait_for(watcher, 5)
+        assert "" not in seen, seen
+
+    asyncio.run(scenario())
+
+
+def test_settling_is_bounded_for_a_file_that_keeps_changing(tmp_path: Path) -> None:
+    routing = tmp_path / "routing.yaml"
+    routing.write_text("models: {}\n")
+    future = time.time() + 3600  # a clock ahead of this one (or a file that is never quiet)
+    os.utime(routing, (future, future))
+    started = time.monotonic()
+    asyncio.run(settled(routing, quiet_s=0.2, bound_s=0.5))
+    assert time.monotonic() - started < 0.6
+    os.utime(routing, (time.time() - 10, time.time() - 10))  # settled long ago: no wait
+    started = time.monotonic()
+    asyncio.run(settled(routing))
+    assert time.monotonic() - started < 0.1
