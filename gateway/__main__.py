@@ -42,6 +42,7 @@ def serve(args: argparse.Namespace) -> int:
                 settings.model_repository, host, port, settings.execution_provider)
     uvicorn.run(app, host=host, port=port, loop="uvloop", http=bounded_protocol(settings.limits),
                 log_level="info", access_log=False,  # ours: gateway.http.middleware
+                proxy_headers=False,  # applied inside the app, past the inference lane
                 # The grace in seconds as given: int() made 0.5 into 0, which uvicorn reads
                 # as "wait forever".
                 timeout_graceful_shutdown=settings.server.shutdown_grace_s)  # type: ignore[arg-type]

@@ -18,7 +18,8 @@ from gateway.capture.service import make_capture
 from gateway.errors import GatewayError
 from gateway.http.admin import Admin
 from gateway.http.endpoints import Endpoints
-from gateway.http.middleware import InferRoute, RequestMiddleware
+from gateway.http.lane import GatewayApp, proxy_headers
+from gateway.http.middleware import RequestIds, RequestMiddleware
 from gateway.http.openapi import openapi_document
 from gateway.http.responses import (
     on_gateway_error,
@@ -176,11 +177,15 @@ def create_app(settings: Settings, admin_token: str | None = None, grpc_host: st
     token = admin_token if admin_token is not None else os.environ.get(ADMIN_TOKEN_VARIABLE)
     routes += Admin(gateway.live, token).routes()  # without a token: 404 saying how to enable
     routes.append(openapi_route(openapi_document(admin=bool(token))))
-    return Starlette(
+    ids = RequestIds()
+    app = GatewayApp(
         routes=routes,
-        middleware=[Middleware(RequestMiddleware, access_log=settings.server.access_log),
-                    Middleware(InferRoute, infer=endpoints.infer)],
+        middleware=[proxy_headers(),
+                    Middleware(RequestMiddleware, access_log=settings.server.access_log,
+                               ids=ids)],
         exception_handlers={GatewayError: on_gateway_error, HTTPException: on_http_exception,
                             Exception: on_unexpected_error},
         lifespan=lifespan,
     )
+    app.use_lane(endpoints.infer, settings.server.access_log, ids)
+    return app

@@ -6,18 +6,10 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
 
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.errors import GatewayError
-from gateway.http.paths import infer_path_params
-from gateway.http.responses import on_gateway_error, on_http_exception
-
-_REQUEST_ID = b"x-request-id"
+REQUEST_ID = b"x-request-id"
 access_logger = logging.getLogger("gateway.access")
 
 
@@ -39,10 +31,11 @@ class RequestMiddleware:
     write one line per request: client, request line, status, milliseconds, request id and the
     trace id (`-` when the request was not traced)."""
 
-    def __init__(self, app: ASGIApp, access_log: bool = False) -> None:
+    def __init__(self, app: ASGIApp, access_log: bool = False,
+                 ids: RequestIds | None = None) -> None:
         self.app = app
         self.access_log = access_log
-        self._ids = RequestIds()
+        self._ids = ids or RequestIds()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -50,7 +43,7 @@ class RequestMiddleware:
             return
         start = time.perf_counter()
         request_id = next((value[:128] for name, value in scope["headers"]
-                           if name == _REQUEST_ID), None) or self._ids.next()
+                           if name == REQUEST_ID), None) or self._ids.next()
         state = scope.setdefault("state", {})
         state["request_id"] = request_id.decode("latin-1")
         status = [500]
@@ -58,7 +51,7 @@ class RequestMiddleware:
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
-                message["headers"] = [*message.get("headers", []), (_REQUEST_ID, request_id)]
+                message["headers"] = [*message.get("headers", []), (REQUEST_ID, request_id)]
             await send(message)
 
         try:
@@ -72,30 +65,3 @@ class RequestMiddleware:
                     scope["path"], scope["http_version"], status[0],
                     (time.perf_counter() - start) * 1e3, state["request_id"],
                     state.get("trace_id", "-"))
-
-
-class InferRoute:
-    """POST /v2/models/{m}[/versions/{v}]/infer straight to the inference endpoint, past the
-    router's regular expressions and Starlette's per-route exception wrapping (the same answers:
-    a GatewayError or HTTPException becomes its V2 error here, anything else goes up to the
-    last-resort handler as before); every other request goes on to the router."""
-
-    def __init__(self, app: ASGIApp, infer: Callable[[Request], Awaitable[Response]]) -> None:
-        self.app = app
-        self.infer = infer
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            params = infer_path_params(scope["path"])
-            if params is not None:
-                scope["path_params"] = params
-                request = Request(scope, receive, send)
-                try:
-                    response = await self.infer(request)
-                except GatewayError as exc:
-                    response = await on_gateway_error(request, exc)
-                except HTTPException as exc:
-                    response = await on_http_exception(request, exc)
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)

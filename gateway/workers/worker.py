@@ -78,6 +78,7 @@ def run_worker(host: str, grpc_port: int, fd: int) -> int:
     uv_config = uvicorn.Config(
         app, loop="uvloop", http=bounded_protocol(settings.limits), log_level="info",
         access_log=False,  # ours: gateway.http.middleware
+        proxy_headers=False,  # applied inside the app, past the inference lane
         timeout_graceful_shutdown=settings.server.shutdown_grace_s)  # type: ignore[arg-type]
     server = uvicorn.Server(uv_config)
     sock = socket.socket(fileno=fd)

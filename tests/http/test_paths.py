@@ -16,8 +16,8 @@ def test_versions_in_urls_are_canonical_positive_integers() -> None:
 
 
 def test_the_infer_fast_path_matches_exactly_what_the_router_would() -> None:
-    """InferRoute takes inference requests past Starlette's router: it must take the paths the
-    router's two infer routes match, with the same parameters, and no other."""
+    """The inference lane takes inference requests past Starlette's router: it must take the
+    paths the router's two infer routes match, with the same parameters, and no other."""
     from starlette.routing import Match, Route
 
     routes = [Route("/v2/models/{model}/infer", lambda r: None, methods=["POST"]),

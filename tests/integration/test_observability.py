@@ -135,7 +135,8 @@ def test_spans_continue_the_callers_trace_and_link_the_shadow(
     assert '"POST /v2/models/breast-cancer/infer HTTP/1.1" 200' in access[0]
 
 
-def test_without_an_endpoint_nothing_is_traced(write_config: ConfigWriter, start: Start) -> None:
+def test_without_an_endpoint_nothing_is_traced_and_lines_name_the_forwarded_client(
+        write_config: ConfigWriter, start: Start) -> None:
     server = start(write_config(server={"access_log": True}),
                    env={"OTEL_EXPORTER_OTLP_ENDPOINT": "",
                         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": ""})
@@ -145,6 +146,20 @@ def test_without_an_endpoint_nothing_is_traced(write_config: ConfigWriter, start
     log = server.log()
     assert "tracing on" not in log
     assert "request_id=plain-1 trace_id=-" in log
+    # Behind a proxy on this host (uvicorn's default trust) a line names the proxy's client,
+    # for inference (which the lane answers past the middleware) as for any other request.
+    forwarded = {"x-forwarded-for": "203.0.113.7"}
+    assert server.request("POST", INFER, BODY, {"x-request-id": "proxied-1", **forwarded}
+                          ).status == 200
+    assert server.request("GET", "/v2/health/ready", None,
+                          {"x-request-id": "proxied-2", **forwarded}).status == 200
+    wait_until(lambda: "request_id=proxied-2" in server.log())
+    lines = {line.split("request_id=")[1].split(" ")[0]: line
+             for line in server.log().splitlines() if "request_id=" in line}
+    assert '203.0.113.7:0 "POST /v2/models/breast-cancer/infer HTTP/1.1" 200' in \
+        lines["proxied-1"]
+    assert '203.0.113.7:0 "GET /v2/health/ready HTTP/1.1" 200' in lines["proxied-2"]
+    assert '127.0.0.1:' in lines["plain-1"]
 
 
 def test_a_sampled_out_request_makes_no_spans_but_logs_its_trace_id(
