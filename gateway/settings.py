@@ -189,6 +189,10 @@ def _build(cls: type[T], raw: Any, where: str) -> T:
     return cls(**values)
 
 
+MAX_WORKERS = 512
+"""Each worker is a process of about 90 MiB: a typo of 100000 would start until memory ran out."""
+
+
 def parse_workers(value: Any, key: str) -> int:
     """`server.workers` (or `--workers`): a count of at least 1, or `auto` for the cores this
     process may use (its CPU affinity, which a container's cpuset narrows)."""
@@ -196,9 +200,9 @@ def parse_workers(value: Any, key: str) -> int:
         return len(os.sched_getaffinity(0))
     if isinstance(value, str) and value.isdigit():
         value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{key}: expected a number of worker processes (1 or more) or 'auto', "
-                          f"got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_WORKERS:
+        raise ConfigError(f"{key}: expected a number of worker processes (1 to {MAX_WORKERS}) "
+                          f"or 'auto', got {value!r}")
     return value
 
 

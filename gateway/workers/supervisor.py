@@ -112,6 +112,11 @@ class Supervisor:
             signal.signal(sig, self._on_signal)
         logger.info("serving on http://%s:%d with %d workers (group folder %s)", self.host,
                     self.port, self.count, self.folder)
+        cores = len(os.sched_getaffinity(0))
+        if self.count > cores:
+            logger.warning("%d workers share the %d core%s this process may use: more workers "
+                           "than cores add memory (about 90 MiB each), not requests per second",
+                           self.count, cores, "" if cores == 1 else "s")
         try:
             code = self._supervise()
         finally:

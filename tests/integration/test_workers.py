@@ -160,6 +160,8 @@ def test_a_routing_edit_applies_in_both_workers_within_2_s_and_counts_once(
     routing = {"models": {MODEL: {"traffic": [{"version": 1, "weight": 100},
                                               {"version": 2, "weight": 0}]}}}
     server = start_group(start, write_config, routing=routing)
+    if len(os.sched_getaffinity(0)) >= 2:
+        assert "workers share" not in server.log()
     one = sample_rows(1)
     assert {infer(server, one).headers["x-model-version"] for _ in range(20)} == {"1"}
     policy = write_config(routing=routing, server={"workers": 2}).parent / "routing.yaml"
@@ -262,9 +264,10 @@ def test_each_worker_captures_to_its_own_files_and_replay_reads_them_all(
     folder = tmp_path / "capture"
     config = write_config(routing=V1, server={"workers": 2},
                           capture={"enabled": True, "path": str(folder)})
-    server = start(config)
+    server = start(config, wrap=["taskset", "-c", "0"])  # one core: the log says so
     wait_for(lambda: server.log().count("Application startup complete") == 2,
              "both workers started")
+    assert "2 workers share the 1 core this process may use" in server.log()
     rows = sample_rows(60, seed=2)
     with ThreadPoolExecutor(6) as pool:
         answers = list(pool.map(lambda i: infer(server, rows[2 * i:2 * i + 2]).status,

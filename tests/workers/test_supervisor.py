@@ -64,7 +64,7 @@ def test_workers_is_a_count_or_auto(tmp_path: Path) -> None:
     assert parse_settings({"server": {"workers": 4}}, tmp_path).server.workers == 4
     auto = parse_settings({"server": {"workers": "auto"}}, tmp_path).server.workers
     assert auto == len(os.sched_getaffinity(0))
-    for wrong in (0, "many", -2, True):
+    for wrong in (0, "many", -2, True, 513, 100_000):
         with pytest.raises(ConfigError, match="server.workers: expected a number of worker"):
             parse_settings({"server": {"workers": wrong}}, tmp_path)
 
