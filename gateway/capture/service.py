@@ -10,10 +10,11 @@ waited (orjson, gateway.capture.records) and appends it to each model's file
 counted `dropped`, what was flushed `written` (`gateway_capture_records_total{model, result}`).
 Nothing the folder does can fail a request: the worst is records dropped and counted.
 
-Encoding stays in this process on purpose: a writer process was tried (frames of raw arrays on
-a pipe, JSON made on the other core), and making a frame cost the GIL as much as making the
-line (both are a few microseconds of Python per record), while decoding it again cost another
-core the rest; on a machine without a spare core it was slower overall.
+Small records are encoded in this process on purpose: a writer process was tried for them
+(frames of raw arrays on a pipe, JSON made on the other core), and making a frame cost the GIL as
+much as making the line (both are a few microseconds of Python per record). A big record's line
+costs eight times its frame, so runs of big records go to a child process
+(gateway.capture.encoder) and only their lines come back.
 
 As in the shadow runner, the held bytes are split by writer (the event loop adds, the thread
 subtracts), so neither loses the other's update without a lock. Records the writer is done with
@@ -37,6 +38,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as Metric
 
 from gateway.capture.columns import alike_lines, runs
+from gateway.capture.encoder import ChildEncoder
 from gateway.capture.files import CaptureFolder
 from gateway.capture.records import feedback_line, infer_line
 from gateway.protocol.request import InferRequest
@@ -104,6 +106,7 @@ class CaptureService:
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="capture")
         self._written: deque[list[tuple[Any, ...]]] = deque()
+        self._encoder = ChildEncoder()
 
     def infer(self, model: str, version: int, route: str, request: InferRequest,
               results: Tensors, header_id: str | None, trace_id: str | None,
@@ -152,6 +155,7 @@ class CaptureService:
         if self._thread.is_alive():
             self._thread.join()
             self.folder.stop()
+        self._encoder.stop()
 
     def _run(self) -> None:
         while not self._stopping.wait(TICK_S):
@@ -170,9 +174,11 @@ class CaptureService:
             encoded = None
             if alike and len(run) > 1:
                 _, _, _, _, _, version, route, request, _ = run[0]
+                group = [(r[0], r[3], r[4], r[7].inputs, r[8]) for r in run]
+                encoded = self._encoder.lines(model, version, route, request.datatypes, group)
                 try:
-                    encoded = alike_lines(model, version, route, request.datatypes,
-                                          [(r[0], r[3], r[4], r[7].inputs, r[8]) for r in run])
+                    if encoded is None:
+                        encoded = alike_lines(model, version, route, request.datatypes, group)
                 except Exception:  # one by one, as a last resort, rather than lose them
                     logger.exception("capture: cannot write %d records of %r together",
                                      len(run), model)

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import gzip
 import shutil
+import signal
 import subprocess
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -297,3 +299,38 @@ def test_a_flooded_queue_drops_and_counts_and_never_blocks(
 
     wait_for(lambda: counted("written") + counted("dropped") == 64, 120)
     assert counted("dropped") > 0 and counted("written") > 0
+
+
+def test_big_records_are_encoded_by_a_child_exactly_and_it_ends_with_the_gateway(
+        write_config: ConfigWriter, start: Start, tmp_path: Path) -> None:
+    """32-row requests have their lines made in a child process (gateway.capture.encoder): the
+    records are what was sent, in order, none lost; the child ends with the gateway."""
+    folder = tmp_path / "capture"
+    server = start(capture_config(write_config, folder))
+    sent = {f"big-{i}": sample_rows(32, seed=i) for i in range(40)}
+
+    def send(item: tuple[str, np.ndarray]) -> int:
+        return server.request("POST", INFER, json_body(item[1], item[0])).status
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(send, sent.items())) == [200] * 40
+    wait_for(lambda: metric(server, "written") == 40)
+    pid = server.process.pid
+    children = [int(c) for task in Path(f"/proc/{pid}/task").iterdir()  # any thread's
+                for c in (task / "children").read_text().split()]
+    commands = {c: Path(f"/proc/{c}/cmdline").read_bytes() for c in children}
+    assert any(b"multiprocessing" in command for command in commands.values()), commands
+    assert "the encoding process failed" not in server.log()
+    assert server.stop() in (0, -signal.SIGTERM)  # uvicorn raises SIGTERM again once drained
+    assert "Application shutdown complete" in server.log()
+    for child in children:  # no process left behind
+        assert not Path(f"/proc/{child}").exists() or \
+            Path(f"/proc/{child}/stat").read_text().split()[2] == "Z"
+    records = capture_lines(folder)
+    assert sorted(r["request_id"] for r in records) == sorted(sent)
+    times = [r["time"] for r in records]
+    assert times == sorted(times)  # in the order they were answered
+    for record in records:
+        (tensor,) = record["inputs"]
+        assert tensor["shape"] == [32, 30]
+        np.testing.assert_array_equal(np.array(tensor["data"], np.float32),
+                                      sent[record["request_id"]].ravel())
