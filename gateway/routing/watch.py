@@ -9,7 +9,10 @@ A file written in place (`echo > routing.yaml`, an editor that truncates and wri
 is empty or half-written between its writer's calls; under load those calls can be far apart.
 So a file modified less than SETTLE_S ago is left to settle before the callback reads it: a
 pause of the writer shorter than that is never read as a rejected (or, worse, a valid but
-partial) policy. A writer still busy after the settling bound is read as it is then.
+partial) policy. A file still changing after SETTLE_BOUND_S is not read then: the writer's next
+write, or the next poll, looks again, so the last edit is read SETTLE_S after its writer stops.
+A modification time in the future (another machine's clock) cannot say when the file settles:
+it is read after the bound.
 """
 
 from __future__ import annotations
@@ -31,19 +34,25 @@ SETTLE_S = 0.25
 SETTLE_BOUND_S = 0.75  # with the poll's 1 s, an edit is still read within 2 s
 
 
-async def settled(path: Path, quiet_s: float = SETTLE_S, bound_s: float = SETTLE_BOUND_S) -> None:
-    """Return once `path` has not been modified for `quiet_s` (or after `bound_s`, or at once if
-    it cannot be read: the callback says why)."""
+async def settled(path: Path, quiet_s: float = SETTLE_S, bound_s: float = SETTLE_BOUND_S) -> bool:
+    """True once `path` has not been modified for `quiet_s` (at once if it cannot be read: the
+    callback says why); False when it was still being modified after `bound_s`. A modification
+    time in the future counts as settled after `bound_s`."""
     give_up = time.monotonic() + bound_s
+    last = None
     while True:
         try:
-            age = time.time() - (await asyncio.to_thread(path.stat)).st_mtime
+            mtime = (await asyncio.to_thread(path.stat)).st_mtime_ns
         except OSError:
-            return
-        wait = min(quiet_s - age, quiet_s)  # a time in the future: at most the bound
-        if wait <= 0 or time.monotonic() + wait > give_up:
-            return
-        await asyncio.sleep(wait)
+            return True
+        age = time.time() - mtime / 1e9
+        if age >= quiet_s:
+            return True
+        if time.monotonic() >= give_up:
+            return age < 0 and mtime == last  # future and unchanged: nothing better to wait for
+        last = mtime
+        await asyncio.sleep(min(quiet_s - age if age >= 0 else quiet_s,
+                                max(give_up - time.monotonic(), 0.0) + 0.001))
 
 
 async def watch_folder_of(path: Path, on_change: Callable[[], Awaitable[object]],
@@ -55,8 +64,8 @@ async def watch_folder_of(path: Path, on_change: Callable[[], Awaitable[object]]
                     path.parent, watch_filter=None, debounce=DEBOUNCE_MS, step=25,
                     stop_event=stop, rust_timeout=POLL_MS, yield_on_timeout=True,
                     recursive=False):
-                await settled(path)
-                await on_change()
+                if await settled(path):
+                    await on_change()
         except Exception:  # the folder vanished or the watcher failed: poll until it is back
             logger.exception("watching %s failed; polling it instead", path.parent)
             await on_change()

@@ -86,15 +86,64 @@ def test_a_file_written_in_place_by_a_slow_writer_is_read_whole(tmp_path: Path) 
     asyncio.run(scenario())
 
 
-def test_settling_is_bounded_for_a_file_that_keeps_changing(tmp_path: Path) -> None:
+def test_a_file_that_keeps_changing_is_not_read_until_it_settles(tmp_path: Path) -> None:
+    """A writer still writing after the bound: not settled (before, it was read as it then
+    was: a half file applied or rejected); a clock ahead of this one, or a file settled long
+    ago: settled."""
     routing = tmp_path / "routing.yaml"
     routing.write_text("models: {}\n")
-    future = time.time() + 3600  # a clock ahead of this one (or a file that is never quiet)
+
+    async def busy_writer_and_settled() -> bool:
+        stop = asyncio.Event()
+
+        async def write() -> None:
+            while not stop.is_set():
+                routing.write_text("models: {}\n")
+                await asyncio.sleep(0.02)
+        writer = asyncio.create_task(write())
+        try:
+            return await settled(routing, quiet_s=0.1, bound_s=0.3)
+        finally:
+            stop.set()
+            await writer
+
+    assert asyncio.run(busy_writer_and_settled()) is False
+    future = time.time() + 3600
     os.utime(routing, (future, future))
-    started = time.monotonic()
-    asyncio.run(settled(routing, quiet_s=0.2, bound_s=0.5))
-    assert time.monotonic() - started < 0.6
-    os.utime(routing, (time.time() - 10, time.time() - 10))  # settled long ago: no wait
-    started = time.monotonic()
-    asyncio.run(settled(routing))
-    assert time.monotonic() - started < 0.1
+    assert asyncio.run(settled(routing, quiet_s=0.1, bound_s=0.2)) is True
+    os.utime(routing, (time.time() - 10, time.time() - 10))
+    assert asyncio.run(settled(routing)) is True
+    assert asyncio.run(settled(tmp_path / "gone.yaml")) is True  # the callback says why
+
+
+def test_a_writer_that_never_pauses_long_has_only_its_last_edit_read(tmp_path: Path) -> None:
+    """Edits every 60 ms, each truncating, pausing 40 ms and writing: no half file is read,
+    and the last edit is read once the writer stops."""
+    folder = tmp_path / "config"
+    folder.mkdir()
+    routing = folder / "routing.yaml"
+    routing.write_text("models: {}\n")
+    seen: list[str] = []
+
+    async def on_change() -> None:
+        seen.append(routing.read_text())
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        watcher = asyncio.create_task(watch_folder_of(routing, on_change, stop))
+        try:
+            await asyncio.sleep(0.3)
+            for edit in range(30):
+                with routing.open("w") as file:
+                    file.flush()
+                    await asyncio.sleep(0.04)
+                    file.write(f"models: {{edit: {edit}}}\n")
+                await asyncio.sleep(0.02)
+            await _until(lambda: "models: {edit: 29}\n" in seen, POLL_MS / 1000 * 3)
+        finally:
+            stop.set()
+            await asyncio.wait_for(watcher, 5)
+        assert "" not in seen, seen
+        assert all(text.startswith("models: {") and text.endswith("}\n") for text in seen)
+
+    asyncio.run(scenario())
