@@ -57,27 +57,31 @@ class InferLane:
         state = scope.setdefault("state", {})
         state["request_id"] = request_id.decode("latin-1")
         request = Request(scope, receive)
+        status = 500  # what a request cancelled at shutdown is logged as, as uvicorn answers it
         try:
-            response = await self._infer(request)
-        except GatewayError as exc:
-            response = await on_gateway_error(request, exc)
-        except HTTPException as exc:
-            response = await on_http_exception(request, exc)
-        except Exception:
-            logger.exception("unexpected error on %s %s (request id %s)", scope["method"],
-                             scope["path"], state["request_id"])
-            response = error_response(500, "internal error in the gateway; see its log")
-        await send({"type": "http.response.start", "status": response.status_code,
-                    "headers": [*response.raw_headers, (REQUEST_ID, request_id)]})
-        await send({"type": "http.response.body", "body": response.body})
-        if self._access_log:
-            client = scope.get("client")
-            access_logger.info(
-                '%s "%s %s HTTP/%s" %d %.2fms request_id=%s trace_id=%s',
-                f"{client[0]}:{client[1]}" if client else "-", scope["method"],
-                scope["path"], scope["http_version"], response.status_code,
-                (time.perf_counter() - start) * 1e3, state["request_id"],
-                state.get("trace_id", "-"))
+            try:
+                response = await self._infer(request)
+            except GatewayError as exc:
+                response = await on_gateway_error(request, exc)
+            except HTTPException as exc:
+                response = await on_http_exception(request, exc)
+            except Exception:
+                logger.exception("unexpected error on %s %s (request id %s)", scope["method"],
+                                 scope["path"], state["request_id"])
+                response = error_response(500, "internal error in the gateway; see its log")
+            status = response.status_code
+            await send({"type": "http.response.start", "status": status,
+                        "headers": [*response.raw_headers, (REQUEST_ID, request_id)]})
+            await send({"type": "http.response.body", "body": response.body})
+        finally:
+            if self._access_log:
+                client = scope.get("client")
+                access_logger.info(
+                    '%s "%s %s HTTP/%s" %d %.2fms request_id=%s trace_id=%s',
+                    f"{client[0]}:{client[1]}" if client else "-", scope["method"],
+                    scope["path"], scope["http_version"], status,
+                    (time.perf_counter() - start) * 1e3, state["request_id"],
+                    state.get("trace_id", "-"))
 
 
 class GatewayApp(Starlette):

@@ -74,3 +74,18 @@ def test_a_bug_in_inference_is_a_logged_500_in_the_v2_shape_with_the_request_id(
     assert [line.split('" ')[1].split(" ")[0] for line in access] == ["500", "404", "200"]
     assert access[0].startswith('127.0.0.1:50000 "POST /v2/models/m/infer HTTP/1.1" 500 ')
     assert "request_id=trace-me trace_id=-" in access[0]
+
+
+def test_a_request_cancelled_at_shutdown_still_has_its_access_line(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """uvicorn cancels what is still running past the shutdown grace: the line is written as
+    the request-id middleware wrote it before the lane (status 500, what uvicorn answers)."""
+    async def infer(request: Request) -> Response:
+        raise asyncio.CancelledError
+
+    lane = InferLane(infer, access_log=True, ids=RequestIds())
+    with caplog.at_level(logging.INFO), pytest.raises(asyncio.CancelledError):
+        _call(lane, b"stalled-1")
+    access = [r.getMessage() for r in caplog.records if r.name == "gateway.access"]
+    assert len(access) == 1 and '"POST /v2/models/m/infer HTTP/1.1" 500 ' in access[0]
+    assert "request_id=stalled-1" in access[0]
