@@ -251,8 +251,14 @@ class _Demo:
     def _post_labels(self) -> None:
         while self.pending:
             batch = self.pending[:FEEDBACK_BATCH]
-            answer = self._call("POST", f"/v2/models/{self.options.model}/feedback",
-                                orjson.dumps({"feedback": batch}))
+            try:
+                answer = self._call("POST", f"/v2/models/{self.options.model}/feedback",
+                                    orjson.dumps({"feedback": batch}))
+            except KeyboardInterrupt:
+                # Ctrl-C while the answer was awaited: the gateway may have taken this batch,
+                # and labels sent twice would count twice in its accuracy. Let them go.
+                del self.pending[:len(batch)]
+                raise
             if answer is None:
                 return  # kept for the next try
             status, body = answer
