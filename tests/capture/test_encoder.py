@@ -6,7 +6,9 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,13 +34,18 @@ def child_pids(encoder: ChildEncoder) -> list[int]:
 
 
 def test_big_records_come_back_byte_for_byte_and_small_ones_stay() -> None:
-    encoder = ChildEncoder()
+    encoder = ChildEncoder(min_run=4)
     # A child inherits an ignored SIGINT (as under `cmd &`): handled here, it would not.
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         small = group(1)
         assert values_in(small[0]) < encoder.min_values
         assert encoder.lines("m", 2, "split", DATATYPES, small) is None
+        assert encoder.lines("m", 2, "split", DATATYPES, group(32, count=3)) is None  # short
+        text = group(32)
+        text = [(*item[:3], {"input": np.array([["x"] * 30] * 32)}, item[4]) for item in text]
+        assert values_in(text[0]) == 0
+        assert encoder.lines("m", 2, "split", DATATYPES, text) is None
         assert encoder._pool is None  # no child for records cheaper to encode here
         big = group(32)
         assert values_in(big[0]) >= encoder.min_values
@@ -47,8 +54,9 @@ def test_big_records_come_back_byte_for_byte_and_small_ones_stay() -> None:
         assert lines is not None and len(lines) == len(big)
         (pid,) = child_pids(encoder)
         assert pid != os.getpid()
-        os.kill(pid, signal.SIGINT)  # Ctrl-C reaches a terminal's whole group: ignored
-        time.sleep(0.3)  # (a child it ended would be gone by now)
+        os.kill(pid, signal.SIGINT)  # Ctrl-C reaches a terminal's whole group: ignored,
+        os.kill(pid, signal.SIGTERM)  # and so does systemd's stop: the gateway ends it
+        time.sleep(0.3)  # (a child they ended would be gone by now)
         assert encoder.lines("m", 2, "split", DATATYPES, big) == lines
         assert child_pids(encoder) == [pid]
     finally:
@@ -59,7 +67,7 @@ def test_big_records_come_back_byte_for_byte_and_small_ones_stay() -> None:
 
 def test_a_killed_child_costs_one_run_encoded_here_and_is_started_again(
         caplog: pytest.LogCaptureFixture) -> None:
-    encoder = ChildEncoder(retry_s=0.0)
+    encoder = ChildEncoder(min_run=4, retry_s=0.0)
     big = group(32)
     try:
         assert encoder.lines("m", 2, "split", DATATYPES, big) is not None
@@ -77,7 +85,7 @@ def test_a_killed_child_costs_one_run_encoded_here_and_is_started_again(
 
 def test_runs_the_child_cannot_encode_are_left_to_this_process(
         caplog: pytest.LogCaptureFixture) -> None:
-    encoder = ChildEncoder(retry_s=3600.0)
+    encoder = ChildEncoder(min_run=4, retry_s=3600.0)
     try:
         text = group(32)
         text[1] = (*text[1][:3], {"input": np.array([["x"] * 30] * 32)}, text[1][4])
@@ -93,3 +101,18 @@ def test_runs_the_child_cannot_encode_are_left_to_this_process(
         assert encoder._pool is None
     finally:
         encoder.stop()
+
+
+def test_a_stopped_child_is_killed_when_the_gateway_stops_it() -> None:
+    """SIGSTOP'd, the child answered nothing and stop() waited for it for ever (a gateway that
+    never finished its SIGTERM); now it is killed: its work is done or given up by then."""
+    encoder = ChildEncoder(min_run=4)
+    assert encoder.lines("m", 2, "split", DATATYPES, group(32)) is not None
+    (pid,) = child_pids(encoder)
+    os.kill(pid, signal.SIGSTOP)
+    stopper = threading.Thread(target=encoder.stop, daemon=True)
+    stopper.start()
+    stopper.join(timeout=20)
+    assert not stopper.is_alive(), "stop() waited for a stopped child"
+    assert not Path(f"/proc/{pid}").exists() or \
+        Path(f"/proc/{pid}/stat").read_text().split()[2] in "ZX"

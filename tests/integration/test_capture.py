@@ -301,30 +301,57 @@ def test_a_flooded_queue_drops_and_counts_and_never_blocks(
     assert counted("dropped") > 0 and counted("written") > 0
 
 
+def encoder_children(server: GatewayProcess) -> list[int]:
+    """The gateway's multiprocessing children (the encoder and its resource tracker)."""
+    pid = server.process.pid
+    children = [int(c) for task in Path(f"/proc/{pid}/task").iterdir()  # any thread's
+                for c in (task / "children").read_text().split()]
+    return [c for c in children if b"multiprocessing" in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+def gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] in "ZX"
+    except FileNotFoundError:
+        return True
+
+
+def test_the_encoding_child_dies_with_a_killed_gateway(
+        write_config: ConfigWriter, start: Start, tmp_path: Path) -> None:
+    """kill -9 (or the OOM killer) of the gateway: its encoding child went on for ever, holding
+    the gateway's stdout and stderr (a log pipe never ended)."""
+    server = start(capture_config(write_config, tmp_path / "capture"))
+    rows = sample_rows(32)
+    with ThreadPoolExecutor(8) as pool:
+        assert set(pool.map(lambda i: server.request("POST", INFER, json_body(rows, f"k{i}")
+                                                     ).status, range(200))) == {200}
+    wait_for(lambda: metric(server, "written") == 200)
+    children = encoder_children(server)
+    assert children
+    server.process.kill()
+    server.process.wait()
+    wait_for(lambda: all(gone(child) for child in children))
+
+
 def test_big_records_are_encoded_by_a_child_exactly_and_it_ends_with_the_gateway(
         write_config: ConfigWriter, start: Start, tmp_path: Path) -> None:
     """32-row requests have their lines made in a child process (gateway.capture.encoder): the
     records are what was sent, in order, none lost; the child ends with the gateway."""
     folder = tmp_path / "capture"
     server = start(capture_config(write_config, folder))
-    sent = {f"big-{i}": sample_rows(32, seed=i) for i in range(40)}
+    sent = {f"big-{i}": sample_rows(32, seed=i) for i in range(200)}
 
     def send(item: tuple[str, np.ndarray]) -> int:
         return server.request("POST", INFER, json_body(item[1], item[0])).status
     with ThreadPoolExecutor(8) as pool:
-        assert list(pool.map(send, sent.items())) == [200] * 40
-    wait_for(lambda: metric(server, "written") == 40)
-    pid = server.process.pid
-    children = [int(c) for task in Path(f"/proc/{pid}/task").iterdir()  # any thread's
-                for c in (task / "children").read_text().split()]
-    commands = {c: Path(f"/proc/{c}/cmdline").read_bytes() for c in children}
-    assert any(b"multiprocessing" in command for command in commands.values()), commands
+        assert list(pool.map(send, sent.items())) == [200] * 200
+    wait_for(lambda: metric(server, "written") == 200)
+    children = encoder_children(server)
+    assert children
     assert "the encoding process failed" not in server.log()
     assert server.stop() in (0, -signal.SIGTERM)  # uvicorn raises SIGTERM again once drained
     assert "Application shutdown complete" in server.log()
-    for child in children:  # no process left behind
-        assert not Path(f"/proc/{child}").exists() or \
-            Path(f"/proc/{child}/stat").read_text().split()[2] == "Z"
+    assert all(gone(child) for child in children)  # no process left behind
     records = capture_lines(folder)
     assert sorted(r["request_id"] for r in records) == sorted(sent)
     times = [r["time"] for r in records]
